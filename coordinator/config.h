@@ -1,0 +1,59 @@
+/*
+ * config: twopcd's INI configuration, described by one table (key, type,
+ * default, bounds). Every error names the file, the line and the key;
+ * unknown sections and keys are errors, not ignored.
+ *
+ *   [coordinator]             id, listen, log_dir, timeouts, limits
+ *   [participant NAME]        conninfo, pool_size   (one section each)
+ */
+#ifndef TWOPC_CONFIG_H
+#define TWOPC_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gid.h"
+#include "log.h"
+#include "util.h"
+
+#define PARTICIPANT_NAME_MAX 63
+#define MAX_PARTICIPANTS 64
+
+typedef struct ParticipantConfig {
+	char name[PARTICIPANT_NAME_MAX + 1];
+	char *conninfo;
+	int64_t pool_size;
+	unsigned index; /* position in the file; part of every GID of this participant */
+	int line;	/* where its section starts, for messages */
+} ParticipantConfig;
+
+typedef struct Config {
+	char *path;
+	char coord_id[COORD_ID_MAX + 1];
+	char *listen_host;
+	int listen_port;
+	char *log_dir;
+	int64_t default_timeout_ms; /* used when a request gives no timeout_ms */
+	int64_t max_timeout_ms;	    /* a request's timeout_ms is capped here */
+	int64_t lock_timeout_ms;    /* SET LOCAL lock_timeout on every branch */
+	int64_t max_body_bytes;	    /* larger request bodies get 413 */
+	int64_t max_in_flight;	    /* past this, 503 */
+	int64_t log_segment_bytes;  /* decision-log segment size before rotation */
+	LogLevel log_level;
+	ParticipantConfig *participants;
+	size_t nparticipants;
+} Config;
+
+/* Loads and validates a file. On failure err holds "FILE:LINE: key: why". */
+bool config_load(const char *path, Config *cfg, char *err, size_t errlen) WARN_UNUSED;
+/* The same from a string; `name` stands in for the file name in messages. */
+bool config_load_string(const char *text, const char *name, Config *cfg, char *err, size_t errlen) WARN_UNUSED;
+void config_free(Config *cfg);
+
+const ParticipantConfig *config_find_participant(const Config *cfg, const char *name);
+
+/* Prints the key reference (used by --help). */
+void config_print_reference(void);
+
+#endif

@@ -1,0 +1,890 @@
+/*
+ * decision_log: framing, replay, the group-commit log thread and segment
+ * compaction. See decision_log.h for the format and the guarantees.
+ *
+ * Threads: the event loop calls dlog_append_* (which only copy bytes into
+ * the pending buffer under the mutex) and receives completions through an
+ * eventfd. The log thread owns the active segment's file descriptor and
+ * does every write, fdatasync, rotation and unlink. A failed write or fsync
+ * is fatal: once the kernel has reported a lost write we cannot know what
+ * is on disk, and guessing could turn an acknowledged commit into an abort
+ * (the PostgreSQL "fsyncgate" lesson, and Redis aof.c's rule).
+ */
+#include "decision_log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "crc32c.h"
+#include "fault.h"
+#include "gid.h"
+#include "log.h"
+
+/* ---- encoding ---------------------------------------------------------- */
+
+static void put_u16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint16_t get_u16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+
+static uint32_t get_u32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+/* COMMIT payload: u64 txn | i64 wall_ms | u8 flags | u16 n | n * (u16 index, u8 len, name) */
+static size_t payload_size(const DlogRecord *rec)
+{
+	size_t n;
+	switch (rec->type) {
+	case DLOG_COMMIT:
+		n = 8 + 8 + 1 + 2;
+		for (uint16_t i = 0; i < rec->nbranches; i++)
+			n += 2 + 1 + strlen(rec->branches[i].name);
+		return n;
+	case DLOG_DONE:
+		return 8;
+	}
+	return 0;
+}
+
+size_t dlog_encoded_size(const DlogRecord *rec) { return DLOG_FRAME_HEADER + payload_size(rec); }
+
+size_t dlog_encode(const DlogRecord *rec, uint8_t *buf)
+{
+	size_t plen = payload_size(rec);
+	uint8_t *p = buf + DLOG_FRAME_HEADER;
+
+	buf[8] = (uint8_t)rec->type;
+	put_u64(p, rec->txn_id);
+	p += 8;
+	if (rec->type == DLOG_COMMIT) {
+		put_u64(p, (uint64_t)rec->wall_ms);
+		p += 8;
+		*p++ = 0; /* flags: reserved for optional sections */
+		put_u16(p, rec->nbranches);
+		p += 2;
+		for (uint16_t i = 0; i < rec->nbranches; i++) {
+			size_t l = strlen(rec->branches[i].name);
+			put_u16(p, rec->branches[i].index);
+			p += 2;
+			*p++ = (uint8_t)l;
+			memcpy(p, rec->branches[i].name, l);
+			p += l;
+		}
+	}
+	put_u32(buf, (uint32_t)plen);
+	put_u32(buf + 4, crc32c(0, buf + 8, plen + 1));
+	return DLOG_FRAME_HEADER + plen;
+}
+
+DlogDecode dlog_decode(const uint8_t *buf, size_t len, DlogRecord *out, size_t *frame_len, char *err, size_t errlen)
+{
+	uint32_t plen, crc;
+	const uint8_t *p, *end;
+
+	memset(out, 0, sizeof(*out));
+	if (len < DLOG_FRAME_HEADER) {
+		errf(err, errlen, "frame header cut short (%zu of %d bytes)", len, DLOG_FRAME_HEADER);
+		return DLOG_DEC_SHORT;
+	}
+	plen = get_u32(buf);
+	if (plen > DLOG_MAX_PAYLOAD) {
+		errf(err, errlen, "impossible payload length %u", plen);
+		return DLOG_DEC_BAD;
+	}
+	if (len - DLOG_FRAME_HEADER < plen) {
+		errf(err, errlen, "frame cut short (%zu of %u payload bytes)", len - DLOG_FRAME_HEADER, plen);
+		return DLOG_DEC_SHORT;
+	}
+	crc = get_u32(buf + 4);
+	if (crc32c(0, buf + 8, (size_t)plen + 1) != crc) {
+		errf(err, errlen, "checksum mismatch");
+		return DLOG_DEC_BAD;
+	}
+	*frame_len = DLOG_FRAME_HEADER + plen;
+	p = buf + DLOG_FRAME_HEADER;
+	end = p + plen;
+	out->type = (DlogType)buf[8];
+	switch (buf[8]) {
+	case DLOG_DONE:
+		if (plen != 8)
+			goto bad_payload;
+		out->txn_id = get_u64(p);
+		return DLOG_DEC_OK;
+	case DLOG_COMMIT:
+		if (plen < 19)
+			goto bad_payload;
+		out->txn_id = get_u64(p);
+		out->wall_ms = (int64_t)get_u64(p + 8);
+		/* p[16] is the flags byte; no optional sections are defined yet. */
+		if (p[16] != 0)
+			goto bad_payload;
+		out->nbranches = get_u16(p + 17);
+		p += 19;
+		if (out->nbranches == 0 || out->nbranches > 1024)
+			goto bad_payload;
+		out->branches = xcalloc(out->nbranches, sizeof(DlogBranchRef));
+		for (uint16_t i = 0; i < out->nbranches; i++) {
+			size_t l;
+			if (end - p < 3)
+				goto bad_payload;
+			out->branches[i].index = get_u16(p);
+			l = p[2];
+			p += 3;
+			if (l == 0 || l > DLOG_NAME_MAX || (size_t)(end - p) < l)
+				goto bad_payload;
+			memcpy(out->branches[i].name, p, l);
+			out->branches[i].name[l] = '\0';
+			p += l;
+		}
+		if (p != end)
+			goto bad_payload;
+		return DLOG_DEC_OK;
+	default:
+		errf(err, errlen, "unknown record type %u", buf[8]);
+		return DLOG_DEC_BAD;
+	}
+bad_payload:
+	dlog_record_clear(out);
+	errf(err, errlen, "malformed payload of a type-%u record", buf[8]);
+	return DLOG_DEC_BAD;
+}
+
+void dlog_record_clear(DlogRecord *rec)
+{
+	free(rec->branches);
+	memset(rec, 0, sizeof(*rec));
+}
+
+DlogRecord *dlog_record_copy(const DlogRecord *rec)
+{
+	DlogRecord *c = xmalloc(sizeof(*c));
+	*c = *rec;
+	if (rec->nbranches > 0) {
+		c->branches = xmalloc(rec->nbranches * sizeof(DlogBranchRef));
+		memcpy(c->branches, rec->branches, rec->nbranches * sizeof(DlogBranchRef));
+	} else {
+		c->branches = NULL;
+	}
+	return c;
+}
+
+void dlog_record_free(DlogRecord *rec)
+{
+	if (rec != NULL) {
+		free(rec->branches);
+		free(rec);
+	}
+}
+
+/* ---- the log object ---------------------------------------------------- */
+
+typedef struct Completion {
+	DlogDoneFn fn;
+	void *arg;
+	DlogRecord *rec; /* the COMMIT, handed to the live table on completion */
+	uint64_t seg;	 /* set by the log thread: where the record landed */
+} Completion;
+
+typedef struct CompVec {
+	Completion *v;
+	size_t n, cap;
+} CompVec;
+
+typedef struct ByteBuf {
+	uint8_t *p;
+	size_t n, cap;
+} ByteBuf;
+
+typedef struct Segment {
+	uint64_t seq;
+	uint64_t live; /* COMMITs in this segment without a DONE */
+} Segment;
+
+typedef struct LiveCommit {
+	DlogRecord *rec;
+	uint64_t seg;
+} LiveCommit;
+
+struct Dlog {
+	char *dir;
+	int dirfd;
+	int lockfd;
+	int64_t seg_bytes;
+
+	/* Log thread only (after dlog_start). */
+	int fd;
+	uint64_t active_seq;
+	int64_t active_size;
+	bool unsynced; /* bytes written to the active segment since the last fdatasync */
+
+	/* Shared, under mu. */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	ByteBuf pending;
+	CompVec pending_comp;
+	bool pending_sync; /* the pending batch holds a record that must be fsync'ed */
+	CompVec done_comp;
+	Segment *segs;
+	size_t nsegs, segcap;
+	bool stop;
+	DlogStats stats;
+
+	pthread_t thread;
+	bool started;
+	int evfd;
+	struct event *ev;
+
+	/* Event loop only. */
+	IdMap live; /* txn id -> LiveCommit */
+};
+
+static void compvec_push(CompVec *cv, Completion c)
+{
+	if (cv->n == cv->cap) {
+		cv->cap = cv->cap ? cv->cap * 2 : 64;
+		cv->v = xrealloc(cv->v, cv->cap * sizeof(Completion));
+	}
+	cv->v[cv->n++] = c;
+}
+
+static void bytebuf_reserve(ByteBuf *b, size_t extra)
+{
+	if (b->cap - b->n < extra) {
+		size_t cap = b->cap ? b->cap : 8192;
+		while (cap - b->n < extra)
+			cap *= 2;
+		b->p = xrealloc(b->p, cap);
+		b->cap = cap;
+	}
+}
+
+static Segment *seg_find(Dlog *log, uint64_t seq)
+{
+	for (size_t i = 0; i < log->nsegs; i++) {
+		if (log->segs[i].seq == seq)
+			return &log->segs[i];
+	}
+	return NULL;
+}
+
+static void seg_add(Dlog *log, uint64_t seq)
+{
+	if (log->nsegs == log->segcap) {
+		log->segcap = log->segcap ? log->segcap * 2 : 16;
+		log->segs = xrealloc(log->segs, log->segcap * sizeof(Segment));
+	}
+	log->segs[log->nsegs].seq = seq;
+	log->segs[log->nsegs].live = 0;
+	log->nsegs++;
+}
+
+static void seg_name(char *buf, size_t len, uint64_t seq) { snprintf(buf, len, "%016llx.seg", (unsigned long long)seq); }
+
+static bool seg_name_parse(const char *name, uint64_t *seq)
+{
+	char hex[17];
+	if (strlen(name) != 20 || strcmp(name + 16, ".seg") != 0)
+		return false;
+	memcpy(hex, name, 16);
+	hex[16] = '\0';
+	return txn_id_parse(hex, seq);
+}
+
+static void live_add(Dlog *log, DlogRecord *rec, uint64_t seg)
+{
+	LiveCommit *lc = idmap_get(&log->live, rec->txn_id);
+	if (lc != NULL) {
+		/* The same transaction decided twice cannot happen; keep the newest. */
+		dlog_record_free(lc->rec);
+	} else {
+		lc = xmalloc(sizeof(*lc));
+		idmap_put(&log->live, rec->txn_id, lc);
+	}
+	lc->rec = rec;
+	lc->seg = seg;
+}
+
+/* ---- directory helpers ------------------------------------------------- */
+
+static bool fsync_dir(Dlog *log, char *err, size_t errlen)
+{
+	if (fsync(log->dirfd) != 0)
+		return errf(err, errlen, "fsync of log directory %s: %s", log->dir, strerror(errno));
+	return true;
+}
+
+static bool mkdir_p(const char *path, char *err, size_t errlen)
+{
+	char buf[4096];
+	size_t n = strlcpy_s(buf, path, sizeof(buf));
+	if (n >= sizeof(buf))
+		return errf(err, errlen, "log_dir path too long");
+	for (char *p = buf + 1; *p; p++) {
+		if (*p == '/') {
+			*p = '\0';
+			if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+				return errf(err, errlen, "cannot create %s: %s", buf, strerror(errno));
+			*p = '/';
+		}
+	}
+	if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+		return errf(err, errlen, "cannot create %s: %s", buf, strerror(errno));
+	return true;
+}
+
+static bool take_lock(Dlog *log, char *err, size_t errlen)
+{
+	char pid[32];
+	int n;
+
+	log->lockfd = openat(log->dirfd, "LOCK", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (log->lockfd < 0)
+		return errf(err, errlen, "cannot open %s/LOCK: %s", log->dir, strerror(errno));
+	if (flock(log->lockfd, LOCK_EX | LOCK_NB) != 0) {
+		char holder[32] = "";
+		ssize_t r = pread(log->lockfd, holder, sizeof(holder) - 1, 0);
+		holder[r > 0 ? r : 0] = '\0';
+		holder[strcspn(holder, "\n")] = '\0';
+		return errf(err, errlen,
+			    "log directory %s is locked by another process (pid %s): only one twopcd or "
+			    "twopc-recover may use a decision log at a time",
+			    log->dir, holder[0] ? holder : "unknown");
+	}
+	n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	if (ftruncate(log->lockfd, 0) != 0 || pwrite(log->lockfd, pid, (size_t)n, 0) != n)
+		return errf(err, errlen, "cannot write %s/LOCK: %s", log->dir, strerror(errno));
+	return true;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Segment sequence numbers found in dir, sorted. */
+static bool list_segments(Dlog *log, uint64_t **seqs, size_t *n, char *err, size_t errlen)
+{
+	DIR *d = fdopendir(dup(log->dirfd));
+	struct dirent *de;
+	size_t cap = 0;
+
+	*seqs = NULL;
+	*n = 0;
+	if (d == NULL)
+		return errf(err, errlen, "cannot read log directory %s: %s", log->dir, strerror(errno));
+	rewinddir(d);
+	while ((de = readdir(d)) != NULL) {
+		uint64_t seq;
+		if (!seg_name_parse(de->d_name, &seq))
+			continue;
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 16;
+			*seqs = xrealloc(*seqs, cap * sizeof(uint64_t));
+		}
+		(*seqs)[(*n)++] = seq;
+	}
+	closedir(d);
+	if (*n > 0)
+		qsort(*seqs, *n, sizeof(uint64_t), cmp_u64);
+	return true;
+}
+
+static bool read_file_at(int dirfd, const char *name, uint8_t **buf, size_t *len, char *err, size_t errlen)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	size_t off = 0;
+	bool ok = false;
+
+	*buf = NULL;
+	*len = 0;
+	if (fd < 0)
+		return errf(err, errlen, "cannot open %s: %s", name, strerror(errno));
+	if (fstat(fd, &st) != 0) {
+		errf(err, errlen, "cannot stat %s: %s", name, strerror(errno));
+		goto done;
+	}
+	*buf = xmalloc((size_t)st.st_size + 1);
+	while (off < (size_t)st.st_size) {
+		ssize_t r = read(fd, *buf + off, (size_t)st.st_size - off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			errf(err, errlen, "cannot read %s: %s", name, r < 0 ? strerror(errno) : "short read");
+			goto done;
+		}
+		off += (size_t)r;
+	}
+	*len = off;
+	ok = true;
+done:
+	close(fd);
+	if (!ok) {
+		free(*buf);
+		*buf = NULL;
+	}
+	return ok;
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] != 0)
+			return false;
+	}
+	return true;
+}
+
+/* Replays one segment into the live table. `last` allows a torn tail. */
+static bool replay_segment(Dlog *log, uint64_t seq, bool last, DlogLoadStats *st, char *err, size_t errlen)
+{
+	char name[32], why[128];
+	uint8_t *buf;
+	size_t len, off = 0;
+	bool ok = false;
+
+	seg_name(name, sizeof(name), seq);
+	if (!read_file_at(log->dirfd, name, &buf, &len, err, errlen))
+		return false;
+	seg_add(log, seq);
+	while (off < len) {
+		DlogRecord rec;
+		size_t flen = 0;
+		DlogDecode d = dlog_decode(buf + off, len - off, &rec, &flen, why, sizeof(why));
+
+		if (d != DLOG_DEC_OK) {
+			/* A torn tail: the last frame of the last segment, cut short by
+			 * a crash mid-write (or zero-filled by the file system). Anything
+			 * else is damage we must not paper over. */
+			bool tail = last && (d == DLOG_DEC_SHORT || all_zero(buf + off, len - off) ||
+					     (off + DLOG_FRAME_HEADER + get_u32(buf + off) >= len &&
+					      len - off >= DLOG_FRAME_HEADER));
+			if (!tail) {
+				errf(err, errlen,
+				     "decision log %s/%s: bad record at offset %zu (%s) with %zu bytes after it: "
+				     "this is not a torn tail; refusing to guess (inspect with "
+				     "twopc-recover check-log)",
+				     log->dir, name, off, why, len - off);
+				goto done;
+			}
+			int fd = openat(log->dirfd, name, O_WRONLY | O_CLOEXEC);
+			if (fd < 0 || ftruncate(fd, (off_t)off) != 0 || fdatasync(fd) != 0) {
+				errf(err, errlen, "cannot truncate torn tail of %s/%s: %s", log->dir, name,
+				     strerror(errno));
+				if (fd >= 0)
+					close(fd);
+				goto done;
+			}
+			close(fd);
+			log_warning("decision log %s/%s: torn tail at offset %zu (%s): truncated %zu bytes "
+				    "left by a crash mid-write; no acknowledged decision was in them",
+				    log->dir, name, off, why, len - off);
+			st->truncated_bytes += len - off;
+			break;
+		}
+		st->records++;
+		if (rec.txn_id > st->max_txn_id)
+			st->max_txn_id = rec.txn_id;
+		if (rec.type == DLOG_COMMIT) {
+			live_add(log, dlog_record_copy(&rec), seq);
+			seg_find(log, seq)->live++;
+		} else if (rec.type == DLOG_DONE) {
+			LiveCommit *lc = idmap_del(&log->live, rec.txn_id);
+			if (lc != NULL) {
+				Segment *s = seg_find(log, lc->seg);
+				if (s != NULL && s->live > 0)
+					s->live--;
+				dlog_record_free(lc->rec);
+				free(lc);
+			}
+		}
+		dlog_record_clear(&rec);
+		off += flen;
+	}
+	ok = true;
+done:
+	free(buf);
+	return ok;
+}
+
+static bool create_segment(Dlog *log, uint64_t seq, char *err, size_t errlen)
+{
+	char name[32];
+	seg_name(name, sizeof(name), seq);
+	int fd = openat(log->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return errf(err, errlen, "cannot create %s/%s: %s", log->dir, name, strerror(errno));
+	/* The new name must survive a crash before any record in it counts. */
+	if (!fsync_dir(log, err, errlen)) {
+		close(fd);
+		return false;
+	}
+	log->fd = fd;
+	log->active_seq = seq;
+	log->active_size = 0;
+	log->unsynced = false;
+	return true;
+}
+
+/* Deletes segments other than the active one whose COMMITs are all DONE.
+ * Called with mu held; drops it around the unlinks. */
+static uint64_t remove_dead_segments(Dlog *log, bool locked)
+{
+	uint64_t dead[64];
+	size_t ndead = 0;
+	char name[32], err[256];
+
+	if (!locked)
+		pthread_mutex_lock(&log->mu);
+	for (size_t i = 0; i < log->nsegs && ndead < ARRAY_LEN(dead);) {
+		if (log->segs[i].seq != log->active_seq && log->segs[i].live == 0) {
+			dead[ndead++] = log->segs[i].seq;
+			log->segs[i] = log->segs[--log->nsegs];
+		} else {
+			i++;
+		}
+	}
+	pthread_mutex_unlock(&log->mu);
+	for (size_t i = 0; i < ndead; i++) {
+		seg_name(name, sizeof(name), dead[i]);
+		if (unlinkat(log->dirfd, name, 0) != 0 && errno != ENOENT)
+			log_fatal("decision log: cannot remove %s/%s: %s", log->dir, name, strerror(errno));
+	}
+	if (ndead > 0 && !fsync_dir(log, err, sizeof(err)))
+		log_fatal("decision log: %s", err);
+	pthread_mutex_lock(&log->mu);
+	log->stats.segments_removed += ndead;
+	if (!locked)
+		pthread_mutex_unlock(&log->mu);
+	return ndead;
+}
+
+bool dlog_open(const char *dir, int64_t segment_bytes, Dlog **out, DlogLoadStats *st, char *err, size_t errlen)
+{
+	Dlog *log = xcalloc(1, sizeof(*log));
+	uint64_t *seqs = NULL;
+	size_t nseqs = 0;
+	bool ok = false;
+
+	memset(st, 0, sizeof(*st));
+	log->dir = xstrdup(dir);
+	log->dirfd = log->lockfd = log->fd = log->evfd = -1;
+	log->seg_bytes = segment_bytes;
+	pthread_mutex_init(&log->mu, NULL);
+	pthread_cond_init(&log->cv, NULL);
+	idmap_init(&log->live);
+
+	if (!mkdir_p(dir, err, errlen))
+		goto done;
+	log->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (log->dirfd < 0) {
+		errf(err, errlen, "cannot open log directory %s: %s", dir, strerror(errno));
+		goto done;
+	}
+	if (!take_lock(log, err, errlen))
+		goto done;
+	if (!list_segments(log, &seqs, &nseqs, err, errlen))
+		goto done;
+	for (size_t i = 0; i < nseqs; i++) {
+		if (!replay_segment(log, seqs[i], i + 1 == nseqs, st, err, errlen))
+			goto done;
+	}
+	st->segments = nseqs;
+	st->live_commits = log->live.count;
+	/* Every segment from before this start is now closed: a fresh active
+	 * one keeps replay's torn-tail rule simple. */
+	if (!create_segment(log, nseqs ? seqs[nseqs - 1] + 1 : 1, err, errlen))
+		goto done;
+	seg_add(log, log->active_seq);
+	pthread_mutex_lock(&log->mu);
+	st->segments_removed = remove_dead_segments(log, true);
+	pthread_mutex_unlock(&log->mu);
+	ok = true;
+done:
+	free(seqs);
+	if (!ok) {
+		dlog_close(log);
+		log = NULL;
+	}
+	*out = log;
+	return ok;
+}
+
+/* ---- the log thread ---------------------------------------------------- */
+
+static void *log_thread_main(void *arg)
+{
+	Dlog *log = arg;
+	ByteBuf batch = {0};
+	CompVec comps = {0};
+	char err[256];
+
+	pthread_mutex_lock(&log->mu);
+	for (;;) {
+		while (log->pending.n == 0 && !log->stop)
+			pthread_cond_wait(&log->cv, &log->mu);
+		if (log->pending.n == 0 && log->stop)
+			break;
+		/* Take everything that arrived: this is the group commit. */
+		ByteBuf tb = batch;
+		batch = log->pending;
+		log->pending = tb;
+		log->pending.n = 0;
+		CompVec tc = comps;
+		comps = log->pending_comp;
+		log->pending_comp = tc;
+		log->pending_comp.n = 0;
+		bool need_sync = log->pending_sync;
+		log->pending_sync = false;
+		pthread_mutex_unlock(&log->mu);
+
+		if (log->active_size > 0 && log->active_size + (int64_t)batch.n > log->seg_bytes) {
+			/* Rotate. Sync first: only the newest segment may hold a torn tail. */
+			if (log->unsynced && fdatasync(log->fd) != 0)
+				log_fatal("decision log: fdatasync of segment %016llx failed: %s; stopping rather "
+					  "than guess what is on disk",
+					  (unsigned long long)log->active_seq, strerror(errno));
+			close(log->fd);
+			if (!create_segment(log, log->active_seq + 1, err, sizeof(err)))
+				log_fatal("decision log: %s", err);
+			pthread_mutex_lock(&log->mu);
+			seg_add(log, log->active_seq);
+			log->stats.active_segment = log->active_seq;
+			pthread_mutex_unlock(&log->mu);
+		}
+		if (!write_all(log->fd, batch.p, batch.n))
+			log_fatal("decision log: write to segment %016llx failed: %s; stopping rather than guess "
+				  "what is on disk",
+				  (unsigned long long)log->active_seq, strerror(errno));
+		log->active_size += (int64_t)batch.n;
+		log->unsynced = true;
+		FAULT_POINT(FAULT_AFTER_LOG_WRITE);
+		if (need_sync) {
+			if (fdatasync(log->fd) != 0)
+				log_fatal("decision log: fdatasync of segment %016llx failed: %s; stopping rather "
+					  "than guess what is on disk",
+					  (unsigned long long)log->active_seq, strerror(errno));
+			log->unsynced = false;
+		}
+
+		pthread_mutex_lock(&log->mu);
+		log->stats.writes++;
+		if (need_sync) {
+			log->stats.fsyncs++;
+			log->stats.records_synced += comps.n;
+		}
+		Segment *seg = seg_find(log, log->active_seq);
+		for (size_t i = 0; i < comps.n; i++) {
+			comps.v[i].seg = log->active_seq;
+			if (comps.v[i].rec != NULL)
+				seg->live++;
+			compvec_push(&log->done_comp, comps.v[i]);
+		}
+		comps.n = 0;
+		remove_dead_segments(log, true);
+		if (log->done_comp.n > 0) {
+			uint64_t one = 1;
+			/* Wake the loop. An eventfd write cannot fail short of a bug. */
+			if (write(log->evfd, &one, sizeof(one)) != sizeof(one) && errno != EAGAIN)
+				log_fatal("decision log: eventfd write failed: %s", strerror(errno));
+		}
+	}
+	pthread_mutex_unlock(&log->mu);
+	free(batch.p);
+	free(comps.v);
+	return NULL;
+}
+
+/* Event loop side: run the completions of records now on disk. */
+static void on_completions(evutil_socket_t fd, short what, void *arg)
+{
+	Dlog *log = arg;
+	uint64_t v;
+	CompVec mine;
+
+	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		log_fatal("decision log: eventfd read failed: %s", strerror(errno));
+	pthread_mutex_lock(&log->mu);
+	mine = log->done_comp;
+	memset(&log->done_comp, 0, sizeof(log->done_comp));
+	pthread_mutex_unlock(&log->mu);
+	for (size_t i = 0; i < mine.n; i++) {
+		Completion *c = &mine.v[i];
+		if (c->rec != NULL)
+			live_add(log, c->rec, c->seg);
+		if (c->fn != NULL)
+			c->fn(c->arg);
+	}
+	free(mine.v);
+}
+
+bool dlog_start(Dlog *log, struct event_base *base, char *err, size_t errlen)
+{
+	log->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (log->evfd < 0)
+		return errf(err, errlen, "eventfd: %s", strerror(errno));
+	log->ev = event_new(base, log->evfd, EV_READ | EV_PERSIST, on_completions, log);
+	if (log->ev == NULL || event_add(log->ev, NULL) != 0)
+		return errf(err, errlen, "cannot register the decision log's eventfd");
+	log->stats.active_segment = log->active_seq;
+	if (pthread_create(&log->thread, NULL, log_thread_main, log) != 0)
+		return errf(err, errlen, "cannot start the log thread: %s", strerror(errno));
+	log->started = true;
+	return true;
+}
+
+static void append(Dlog *log, const DlogRecord *rec, Completion *c, bool sync)
+{
+	size_t n = dlog_encoded_size(rec);
+
+	pthread_mutex_lock(&log->mu);
+	bytebuf_reserve(&log->pending, n);
+	dlog_encode(rec, log->pending.p + log->pending.n);
+	log->pending.n += n;
+	if (c != NULL)
+		compvec_push(&log->pending_comp, *c);
+	if (sync)
+		log->pending_sync = true;
+	pthread_cond_signal(&log->cv);
+	pthread_mutex_unlock(&log->mu);
+}
+
+void dlog_append_commit(Dlog *log, const DlogRecord *rec, DlogDoneFn done, void *arg)
+{
+	Completion c = {.fn = done, .arg = arg, .rec = dlog_record_copy(rec)};
+	append(log, rec, &c, true);
+}
+
+void dlog_append_done(Dlog *log, uint64_t txn_id)
+{
+	DlogRecord rec = {.type = DLOG_DONE, .txn_id = txn_id};
+	LiveCommit *lc = idmap_del(&log->live, txn_id);
+
+	append(log, &rec, NULL, false);
+	if (lc != NULL) {
+		pthread_mutex_lock(&log->mu);
+		Segment *s = seg_find(log, lc->seg);
+		if (s != NULL && s->live > 0)
+			s->live--;
+		pthread_mutex_unlock(&log->mu);
+		dlog_record_free(lc->rec);
+		free(lc);
+	}
+}
+
+const DlogRecord *dlog_find_commit(const Dlog *log, uint64_t txn_id)
+{
+	LiveCommit *lc = idmap_get(&log->live, txn_id);
+	return lc ? lc->rec : NULL;
+}
+
+const IdMap *dlog_live_commits(const Dlog *log) { return &log->live; }
+
+void dlog_get_stats(Dlog *log, DlogStats *out)
+{
+	pthread_mutex_lock(&log->mu);
+	*out = log->stats;
+	pthread_mutex_unlock(&log->mu);
+}
+
+void dlog_close(Dlog *log)
+{
+	size_t pos = 0;
+	uint64_t key;
+	void *val;
+
+	if (log == NULL)
+		return;
+	if (log->started) {
+		pthread_mutex_lock(&log->mu);
+		log->stop = true;
+		pthread_cond_signal(&log->cv);
+		pthread_mutex_unlock(&log->mu);
+		pthread_join(log->thread, NULL);
+	}
+	if (log->fd >= 0) {
+		if (log->unsynced && fdatasync(log->fd) != 0)
+			log_error("decision log: final fdatasync failed: %s", strerror(errno));
+		close(log->fd);
+	}
+	if (log->ev)
+		event_free(log->ev);
+	if (log->evfd >= 0)
+		close(log->evfd);
+	for (size_t i = 0; i < log->done_comp.n; i++)
+		dlog_record_free(log->done_comp.v[i].rec);
+	for (size_t i = 0; i < log->pending_comp.n; i++)
+		dlog_record_free(log->pending_comp.v[i].rec);
+	free(log->done_comp.v);
+	free(log->pending_comp.v);
+	free(log->pending.p);
+	while (idmap_next(&log->live, &pos, &key, &val)) {
+		LiveCommit *lc = val;
+		dlog_record_free(lc->rec);
+		free(lc);
+	}
+	idmap_free(&log->live);
+	free(log->segs);
+	if (log->lockfd >= 0)
+		close(log->lockfd); /* releases the flock */
+	if (log->dirfd >= 0)
+		close(log->dirfd);
+	pthread_mutex_destroy(&log->mu);
+	pthread_cond_destroy(&log->cv);
+	free(log->dir);
+	free(log);
+}
+
+int dlog_count_segments(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int n = 0;
+	uint64_t seq;
+
+	if (d == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL) {
+		if (seg_name_parse(de->d_name, &seq))
+			n++;
+	}
+	closedir(d);
+	return n;
+}

@@ -1,0 +1,72 @@
+/*
+ * fault: the armed fault point, its trigger count and the crash itself.
+ * A crash is SIGKILL to ourselves: exactly what `kill -9` does, with no
+ * atexit handlers, no flushing and no chance to finish anything.
+ */
+#include "fault.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+FaultPoint fault_armed = FAULT_NONE;
+static long fault_countdown = 1;
+
+static const char *const fault_names[FAULT_POINT_COUNT] = {
+	[FAULT_NONE] = "none",
+	[FAULT_BEFORE_LOG_COMMIT] = "before_log_commit",
+	[FAULT_AFTER_LOG_WRITE] = "after_log_write",
+	[FAULT_AFTER_LOG_FSYNC] = "after_log_fsync",
+	[FAULT_AFTER_FIRST_COMMIT_PREPARED] = "after_first_commit_prepared",
+	[FAULT_BEFORE_LOG_DONE] = "before_log_done",
+	[FAULT_SWEEP_BETWEEN_READS] = "sweep_between_reads",
+};
+
+const char *fault_name(FaultPoint p) { return p < FAULT_POINT_COUNT ? fault_names[p] : "?"; }
+
+bool fault_init(const char *spec, char *err, size_t errlen)
+{
+	char name[64];
+	const char *colon, *action;
+	size_t n;
+
+	fault_armed = FAULT_NONE;
+	if (spec == NULL || *spec == '\0')
+		return true;
+	colon = strchr(spec, ':');
+	if (colon == NULL)
+		return errf(err, errlen, "TWOPC_FAULT=%s: expected POINT:crash[@N]", spec);
+	n = (size_t)(colon - spec);
+	if (n >= sizeof(name))
+		return errf(err, errlen, "TWOPC_FAULT: point name too long");
+	memcpy(name, spec, n);
+	name[n] = '\0';
+	action = colon + 1;
+	if (strncmp(action, "crash", 5) != 0 || (action[5] != '\0' && action[5] != '@'))
+		return errf(err, errlen, "TWOPC_FAULT=%s: the only action is 'crash'", spec);
+	if (action[5] == '@') {
+		int64_t v;
+		if (!parse_i64(action + 6, 1, 1000000000, &v))
+			return errf(err, errlen, "TWOPC_FAULT=%s: bad count after '@'", spec);
+		fault_countdown = (long)v;
+	}
+	for (int p = 1; p < FAULT_POINT_COUNT; p++) {
+		if (strcmp(name, fault_names[p]) == 0) {
+			fault_armed = (FaultPoint)p;
+			return true;
+		}
+	}
+	return errf(err, errlen, "TWOPC_FAULT: unknown fault point '%s'", name);
+}
+
+void fault_fire(FaultPoint p)
+{
+	if (__atomic_sub_fetch(&fault_countdown, 1, __ATOMIC_SEQ_CST) > 0)
+		return;
+	log_msg(LOG_WARNING, "fault point %s reached: crashing (SIGKILL) as TWOPC_FAULT asks", fault_name(p));
+	kill(getpid(), SIGKILL);
+	_exit(137); /* not reached */
+}

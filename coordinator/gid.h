@@ -1,0 +1,44 @@
+/*
+ * gid: the global transaction ids we give PREPARE TRANSACTION.
+ *
+ *   twopc_<coordinator id>_<txn id: 16 lowercase hex>_<participant index>
+ *
+ * The fixed prefix and our coordinator id let the sweeper and recovery pick
+ * out our own prepared transactions; the participant index keeps two
+ * participants on one server (pg_prepared_xacts is server-wide) apart.
+ * A GID is never built from client input.
+ */
+#ifndef TWOPC_GID_H
+#define TWOPC_GID_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+#define GID_PREFIX "twopc_"
+#define GID_MAX 200		/* PostgreSQL's limit is 200 bytes including the NUL */
+#define COORD_ID_MAX 32		/* longest coordinator id */
+#define TXN_ID_HEX 16
+
+/* Formats a GID into buf (GID_MAX bytes). */
+bool gid_build(char *buf, size_t buflen, const char *coord_id, uint64_t txn_id, unsigned participant_index) WARN_UNUSED;
+
+/* Parses a GID; false when it is not ours (other prefix, other coordinator,
+ * malformed). */
+bool gid_parse(const char *gid, const char *coord_id, uint64_t *txn_id, unsigned *participant_index) WARN_UNUSED;
+
+/* The LIKE pattern that selects our GIDs: "twopc\_<coord id>\_%". */
+void gid_like_pattern(char *buf, size_t buflen, const char *coord_id);
+
+/* Transaction ids as shown in the API and the logs: 16 lowercase hex digits. */
+void txn_id_format(char buf[TXN_ID_HEX + 1], uint64_t txn_id);
+bool txn_id_parse(const char *s, uint64_t *txn_id) WARN_UNUSED;
+
+/* Coordinator ids: 1..COORD_ID_MAX of [A-Za-z0-9_]. An id may contain '_':
+ * parsing anchors on the configured id and then demands exactly 16 hex
+ * digits, '_' and a decimal index, so "c1" never claims "c1_x"'s GIDs. */
+bool coord_id_valid(const char *id) WARN_UNUSED;
+
+#endif

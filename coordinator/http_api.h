@@ -1,0 +1,22 @@
+/*
+ * http_api: the HTTP/JSON front of twopcd (routes, replies, problem+json).
+ */
+#ifndef TWOPC_HTTP_API_H
+#define TWOPC_HTTP_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+#include "txn.h"
+
+struct event_base;
+typedef struct HttpApi HttpApi;
+
+/* Binds the listen address and starts serving. */
+HttpApi *http_api_start(struct event_base *base, const Config *cfg, TxnMgr *mgr, char *err, size_t errlen);
+/* Refuse new transactions (shutdown); reads keep working. */
+void http_api_drain(HttpApi *api);
+void http_api_free(HttpApi *api);
+
+#endif

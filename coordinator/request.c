@@ -1,0 +1,220 @@
+/*
+ * request: JSON body -> TxnRequest, with precise rejections.
+ */
+#include "request.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+static const char *own(TxnRequest *req, char *s)
+{
+	req->owned = xrealloc(req->owned, (req->nowned + 1) * sizeof(char *));
+	req->owned[req->nowned++] = s;
+	return s;
+}
+
+/* Shortest text that reads back as the same double. */
+static char *format_real(double v)
+{
+	char buf[40];
+	for (int prec = 1; prec <= 17; prec++) {
+		snprintf(buf, sizeof(buf), "%.*g", prec, v);
+		if (strtod(buf, NULL) == v)
+			break;
+	}
+	return xstrdup(buf);
+}
+
+static bool param_text(TxnRequest *req, json_t *v, const char **out)
+{
+	char buf[32];
+
+	switch (json_typeof(v)) {
+	case JSON_NULL:
+		*out = NULL;
+		return true;
+	case JSON_STRING:
+		/* Text with a NUL byte cannot be a PostgreSQL text value. */
+		if (strlen(json_string_value(v)) != json_string_length(v))
+			return false;
+		*out = json_string_value(v);
+		return true;
+	case JSON_INTEGER:
+		snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		*out = own(req, xstrdup(buf));
+		return true;
+	case JSON_REAL:
+		if (!isfinite(json_real_value(v)))
+			return false;
+		*out = own(req, format_real(json_real_value(v)));
+		return true;
+	case JSON_TRUE:
+		*out = "true";
+		return true;
+	case JSON_FALSE:
+		*out = "false";
+		return true;
+	case JSON_OBJECT:
+	case JSON_ARRAY: {
+		char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+		if (s == NULL)
+			return false;
+		*out = own(req, s);
+		return true;
+	}
+	}
+	return false;
+}
+
+#define REJECT(...)                                            \
+	do {                                                   \
+		snprintf(field, fieldlen, "%s", fbuf);         \
+		errf(err, errlen, __VA_ARGS__);                \
+		goto fail;                                     \
+	} while (0)
+
+bool request_parse(const char *body, size_t len, const Config *cfg, TxnRequest *req, char *field, size_t fieldlen,
+		   char *err, size_t errlen)
+{
+	json_error_t jerr;
+	json_t *root, *branches, *v;
+	const char *key;
+	char fbuf[256] = "";
+	size_t bi = 0;
+
+	memset(req, 0, sizeof(*req));
+	if (field && fieldlen)
+		field[0] = '\0';
+	root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (root == NULL) {
+		snprintf(fbuf, sizeof(fbuf), "%s", "");
+		REJECT("malformed JSON at line %d, column %d: %s", jerr.line, jerr.column, jerr.text);
+	}
+	req->json = root;
+	if (!json_is_object(root))
+		REJECT("the body must be a JSON object");
+
+	json_object_foreach(root, key, v) {
+		if (strcmp(key, "branches") != 0 && strcmp(key, "timeout_ms") != 0) {
+			snprintf(fbuf, sizeof(fbuf), "%s", key);
+			REJECT("unknown field '%s' (expected branches and optionally timeout_ms)", key);
+		}
+	}
+
+	req->timeout_ms = cfg->default_timeout_ms;
+	v = json_object_get(root, "timeout_ms");
+	if (v != NULL) {
+		snprintf(fbuf, sizeof(fbuf), "timeout_ms");
+		if (!json_is_integer(v) || json_integer_value(v) < 1)
+			REJECT("timeout_ms must be a positive integer (milliseconds)");
+		if (json_integer_value(v) > cfg->max_timeout_ms)
+			REJECT("timeout_ms %" JSON_INTEGER_FORMAT " exceeds the maximum of %lld (max_timeout_ms)",
+			       json_integer_value(v), (long long)cfg->max_timeout_ms);
+		req->timeout_ms = json_integer_value(v);
+	}
+
+	branches = json_object_get(root, "branches");
+	snprintf(fbuf, sizeof(fbuf), "branches");
+	if (branches == NULL)
+		REJECT("branches is required: an object mapping participant names to statement lists");
+	if (!json_is_object(branches))
+		REJECT("branches must be an object mapping participant names to statement lists");
+	if (json_object_size(branches) == 0)
+		REJECT("branches is empty: name at least one participant");
+	req->branches = xcalloc(json_object_size(branches), sizeof(ReqBranch));
+
+	json_object_foreach(branches, key, v) {
+		ReqBranch *b = &req->branches[bi];
+		snprintf(fbuf, sizeof(fbuf), "branches.%s", key);
+		b->participant = config_find_participant(cfg, key);
+		if (b->participant == NULL)
+			REJECT("unknown participant '%s'", key);
+		if (!json_is_array(v))
+			REJECT("must be an array of statements");
+		if (json_array_size(v) == 0)
+			REJECT("has no statements");
+		if (json_array_size(v) > REQ_MAX_STATEMENTS)
+			REJECT("has %zu statements; at most %d are allowed", json_array_size(v), REQ_MAX_STATEMENTS);
+		b->nstmts = json_array_size(v);
+		b->stmts = xcalloc(b->nstmts, sizeof(ReqStatement));
+		req->nbranches = ++bi;
+
+		for (size_t si = 0; si < b->nstmts; si++) {
+			json_t *st = json_array_get(v, si), *sql, *params, *er, *sv;
+			ReqStatement *s = &b->stmts[si];
+			const char *sk;
+
+			snprintf(fbuf, sizeof(fbuf), "branches.%s[%zu]", key, si);
+			if (!json_is_object(st))
+				REJECT("a statement must be an object with sql, params and expect_rows");
+			json_object_foreach(st, sk, sv) {
+				if (strcmp(sk, "sql") && strcmp(sk, "params") && strcmp(sk, "expect_rows")) {
+					snprintf(fbuf, sizeof(fbuf), "branches.%s[%zu].%s", key, si, sk);
+					REJECT("unknown field '%s' (expected sql, params, expect_rows)", sk);
+				}
+			}
+			sql = json_object_get(st, "sql");
+			snprintf(fbuf, sizeof(fbuf), "branches.%s[%zu].sql", key, si);
+			if (sql == NULL)
+				REJECT("sql is required");
+			if (!json_is_string(sql))
+				REJECT("sql must be a string");
+			if (json_string_length(sql) == 0)
+				REJECT("sql is empty");
+			if (strlen(json_string_value(sql)) != json_string_length(sql))
+				REJECT("sql contains a NUL character");
+			s->sql = json_string_value(sql);
+
+			s->expect_rows = -1;
+			er = json_object_get(st, "expect_rows");
+			if (er != NULL) {
+				snprintf(fbuf, sizeof(fbuf), "branches.%s[%zu].expect_rows", key, si);
+				if (!json_is_integer(er) || json_integer_value(er) < 0)
+					REJECT("expect_rows must be a non-negative integer");
+				s->expect_rows = json_integer_value(er);
+			}
+
+			params = json_object_get(st, "params");
+			if (params != NULL) {
+				snprintf(fbuf, sizeof(fbuf), "branches.%s[%zu].params", key, si);
+				if (!json_is_array(params))
+					REJECT("params must be an array");
+				if (json_array_size(params) > REQ_MAX_PARAMS)
+					REJECT("has %zu parameters; at most %d are allowed", json_array_size(params),
+					       REQ_MAX_PARAMS);
+				s->nparams = (int)json_array_size(params);
+				s->params = xcalloc(s->nparams ? (size_t)s->nparams : 1, sizeof(char *));
+				for (int pi = 0; pi < s->nparams; pi++) {
+					snprintf(fbuf, sizeof(fbuf), "branches.%s[%zu].params[%d]", key, si, pi);
+					if (!param_text(req, json_array_get(params, (size_t)pi), &s->params[pi]))
+						REJECT("cannot be bound: strings may not contain NUL, numbers must be "
+						       "finite");
+				}
+			}
+		}
+	}
+	return true;
+fail:
+	request_free(req);
+	return false;
+}
+
+void request_free(TxnRequest *req)
+{
+	for (size_t i = 0; i < req->nbranches; i++) {
+		for (size_t s = 0; s < req->branches[i].nstmts; s++)
+			free(req->branches[i].stmts[s].params);
+		free(req->branches[i].stmts);
+	}
+	free(req->branches);
+	for (size_t i = 0; i < req->nowned; i++)
+		free(req->owned[i]);
+	free(req->owned);
+	if (req->json)
+		json_decref(req->json);
+	memset(req, 0, sizeof(*req));
+}

@@ -1,0 +1,789 @@
+/*
+ * txn: the two-phase-commit state machine.
+ *
+ * Durability ordering, which everything here serves:
+ *   1. A transaction enters the in-flight table before any query is sent.
+ *   2. The COMMIT record is appended only after EVERY branch answered
+ *      PREPARE TRANSACTION successfully.
+ *   3. Nothing says "committed" — no reply, no COMMIT PREPARED — before the
+ *      log thread reports the record fsync'ed (on_commit_durable).
+ *   4. Abort needs no record (presumed abort): recovery rolls back every
+ *      prepared branch of ours that has no COMMIT record.
+ *   5. The DONE record is appended only after every COMMIT PREPARED
+ *      succeeded (or found the branch already committed).
+ *
+ * One periodic timer (txnmgr tick) enforces deadlines, fires retries and
+ * runs the pools' housekeeping; there is no timer per transaction.
+ */
+#include "txn.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "fault.h"
+#include "log.h"
+#include "result_json.h"
+
+#define TICK_US (20 * 1000)
+#define RETRY_MIN_US (100 * 1000LL)
+#define RETRY_MAX_US (5 * 1000 * 1000LL)
+/* After abandoning a branch mid-PREPARE, how long its server-side PREPARE
+ * may still complete: we keep checking for it that long. */
+#define UNKNOWN_GRACE_US (2 * 1000 * 1000LL)
+#define RECENT_OUTCOMES 65536
+
+struct TxnMgr {
+	struct event_base *base;
+	const Config *cfg;
+	Dlog *dlog;
+	Pool **pools; /* by participant index */
+	uint64_t next_id;
+
+	Txn *head; /* in-flight list */
+	IdMap inflight;
+	size_t ninflight;
+
+	/* Outcomes of recently finished transactions, for GET by id: a ring
+	 * of ids bounds the memory. */
+	IdMap recent;
+	uint64_t *recent_ring;
+	size_t recent_pos;
+
+	struct event *tick;
+	TxnMgrStats stats;
+};
+
+static void txn_set_state(Txn *t, TxnState to);
+static void branch_phase1(Branch *b);
+static void branch_finish_op(Branch *b);
+static void phase1_branch_done(Branch *b);
+static void maybe_finish(Txn *t);
+
+const char *txn_state_name(TxnState s)
+{
+	switch (s) {
+	case TXN_PREPARING:
+		return "preparing";
+	case TXN_DECIDING:
+		return "deciding";
+	case TXN_COMMITTING:
+		return "committing";
+	case TXN_ABORTING:
+		return "aborting";
+	case TXN_FINISHED:
+		return "finished";
+	}
+	return "?";
+}
+
+/* The only place a transaction changes state; refuses impossible moves. */
+static void txn_set_state(Txn *t, TxnState to)
+{
+	bool ok;
+	switch (to) {
+	case TXN_DECIDING:
+		ok = t->state == TXN_PREPARING;
+		break;
+	case TXN_COMMITTING:
+		ok = t->state == TXN_DECIDING || t->state == TXN_COMMITTING;
+		break;
+	case TXN_ABORTING:
+		ok = t->state == TXN_PREPARING;
+		break;
+	case TXN_FINISHED:
+		ok = t->state == TXN_COMMITTING || t->state == TXN_ABORTING;
+		break;
+	default:
+		ok = false;
+	}
+	if (!ok)
+		log_fatal("txn=%s: impossible state change %s -> %s", t->id_hex, txn_state_name(t->state),
+			  txn_state_name(to));
+	log_txn(LOG_DEBUG, t->id, "%s -> %s", txn_state_name(t->state), txn_state_name(to));
+	t->state = to;
+}
+
+/* ---- the in-flight table ------------------------------------------------ */
+
+static void inflight_add(TxnMgr *m, Txn *t)
+{
+	t->next = m->head;
+	t->prev = NULL;
+	if (m->head)
+		m->head->prev = t;
+	m->head = t;
+	idmap_put(&m->inflight, t->id, t);
+	m->ninflight++;
+}
+
+static void inflight_remove(TxnMgr *m, Txn *t)
+{
+	if (t->prev)
+		t->prev->next = t->next;
+	else
+		m->head = t->next;
+	if (t->next)
+		t->next->prev = t->prev;
+	idmap_del(&m->inflight, t->id);
+	m->ninflight--;
+}
+
+static void recent_add(TxnMgr *m, uint64_t id, TxnStatus st)
+{
+	uint64_t old = m->recent_ring[m->recent_pos];
+	if (old != 0)
+		idmap_del(&m->recent, old);
+	m->recent_ring[m->recent_pos] = id;
+	m->recent_pos = (m->recent_pos + 1) % RECENT_OUTCOMES;
+	idmap_put(&m->recent, id, (void *)(uintptr_t)st);
+}
+
+/* ---- creation and destruction ------------------------------------------- */
+
+static void txn_free(Txn *t)
+{
+	for (size_t i = 0; i < t->nbranches; i++) {
+		Branch *b = &t->branches[i];
+		pgjob_clear_results(&b->job);
+		free(b->queries);
+		if (b->results)
+			json_decref(b->results);
+	}
+	free(t->branches);
+	request_free(&t->req);
+	free(t);
+}
+
+static Txn *txn_new(TxnMgr *m, size_t nbranches)
+{
+	Txn *t = xcalloc(1, sizeof(*t));
+	t->mgr = m;
+	t->id = m->next_id++;
+	txn_id_format(t->id_hex, t->id);
+	t->branches = xcalloc(nbranches, sizeof(Branch));
+	t->nbranches = nbranches;
+	t->fail_branch = -1;
+	t->fail_stmt = -1;
+	t->start_us = now_mono_us();
+	return t;
+}
+
+static void txn_reply(Txn *t)
+{
+	if (t->replied)
+		return;
+	t->replied = true;
+	if (t->reply)
+		t->reply(t, t->reply_arg);
+}
+
+static void txn_end(Txn *t)
+{
+	TxnMgr *m = t->mgr;
+	bool committed = t->durable;
+
+	txn_set_state(t, TXN_FINISHED);
+	if (committed)
+		m->stats.committed++;
+	else
+		m->stats.aborted++;
+	recent_add(m, t->id, committed ? TXS_COMMITTED : TXS_ABORTED);
+	txn_reply(t);
+	inflight_remove(m, t);
+	txn_free(t);
+}
+
+/* Records the first reason a transaction must abort. */
+static void txn_fail(Txn *t, AbortReason why, int branch, int stmt, const char *sqlstate, const char *msg)
+{
+	if (t->reason != ABORT_NONE)
+		return;
+	t->reason = why;
+	t->fail_branch = branch;
+	t->fail_stmt = stmt;
+	snprintf(t->sqlstate, sizeof(t->sqlstate), "%s", sqlstate ? sqlstate : "");
+	snprintf(t->message, sizeof(t->message), "%s", msg ? msg : "");
+}
+
+/* ---- phase 1 ------------------------------------------------------------ */
+
+static void on_phase1_job(PgJob *job, PgConn *conn, PgJobStatus st);
+
+static void on_phase1_conn(PoolWaiter *w, PgConn *conn, const char *err)
+{
+	Branch *b = w->arg;
+	Txn *t = b->txn;
+
+	if (conn == NULL) {
+		/* Never got a connection: nothing was sent, nothing prepared. */
+		b->op_active = false;
+		b->state = BR_FAILED;
+		bool timeout = strncmp(err, "timed out", 9) == 0;
+		txn_fail(t, timeout ? ABORT_TIMEOUT : ABORT_UNAVAILABLE, (int)(b - t->branches), -1, NULL, err);
+		phase1_branch_done(b);
+		return;
+	}
+	b->conn = conn;
+	b->state = BR_RUNNING;
+
+	/* Server-side limits follow the request's deadline: a statement cannot
+	 * outlive it by much, and lock waits across participants (distributed
+	 * deadlocks PostgreSQL cannot see) end after lock_timeout. */
+	int64_t left_ms = (t->deadline_us - now_mono_us()) / 1000;
+	if (left_ms < 1)
+		left_ms = 1;
+	int64_t lock_ms = t->mgr->cfg->lock_timeout_ms;
+	if (lock_ms == 0 || lock_ms > left_ms)
+		lock_ms = left_ms;
+	snprintf(b->tparams[0], sizeof(b->tparams[0]), "%lld", (long long)left_ms);
+	snprintf(b->tparams[1], sizeof(b->tparams[1]), "%lld", (long long)lock_ms);
+	pgconn_run(conn, &b->job);
+}
+
+static void branch_phase1(Branch *b)
+{
+	const ReqBranch *rb = b->req;
+	size_t n = rb->nstmts + 3, q = 0;
+
+	b->queries = xcalloc(n, sizeof(PgQuery));
+	b->queries[q++].sql = "BEGIN";
+	b->tparam_ptrs[0] = b->tparams[0];
+	b->tparam_ptrs[1] = b->tparams[1];
+	b->queries[q].sql = "SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true)";
+	b->queries[q].nparams = 2;
+	b->queries[q++].params = b->tparam_ptrs;
+	for (size_t i = 0; i < rb->nstmts; i++) {
+		b->queries[q].sql = rb->stmts[i].sql;
+		b->queries[q].nparams = rb->stmts[i].nparams;
+		b->queries[q++].params = rb->stmts[i].params;
+	}
+	/* The GID is ours alone, never client text, so it is safe as a literal. */
+	snprintf(b->prepare_sql, sizeof(b->prepare_sql), "PREPARE TRANSACTION '%s'", b->gid);
+	b->queries[q++].sql = b->prepare_sql;
+	b->job.queries = b->queries;
+	b->job.nqueries = q;
+	b->job.done = on_phase1_job;
+	b->job.arg = b;
+
+	b->state = BR_WAIT_CONN;
+	b->op_active = true;
+	b->waiter.fn = on_phase1_conn;
+	b->waiter.arg = b;
+	b->waiter.deadline_us = b->txn->deadline_us;
+	pool_acquire(b->pool, &b->waiter);
+}
+
+/* Transaction-control statements would end our transaction block early and
+ * commit a branch outside 2PC; refuse their results defensively (request.c
+ * already rejects them by their first keyword). */
+static bool is_txn_control_tag(const char *tag)
+{
+	static const char *const tags[] = {"BEGIN", "START TRANSACTION", "COMMIT", "ROLLBACK", "PREPARE TRANSACTION",
+					   "COMMIT PREPARED", "ROLLBACK PREPARED"};
+	for (size_t i = 0; i < ARRAY_LEN(tags); i++) {
+		if (strcmp(tag, tags[i]) == 0)
+			return true;
+	}
+	return false;
+}
+
+static void on_phase1_job(PgJob *job, PgConn *conn, PgJobStatus st)
+{
+	Branch *b = job->arg;
+	Txn *t = b->txn;
+	int bi = (int)(b - t->branches);
+	const ReqBranch *rb = b->req;
+	char msg[512];
+	bool prepared = false, failed_before_prepare = false;
+
+	b->conn = NULL;
+	b->op_active = false;
+
+	if (st == PGJOB_CONN_LOST) {
+		/* If an earlier query in the pipeline failed, PREPARE never ran and
+		 * the server rolls back on disconnect. Otherwise the PREPARE may or
+		 * may not have happened: unknown, to be rolled back if it did. */
+		for (size_t i = 0; i < job->nresults; i++) {
+			if (job->results[i] && PQresultStatus(job->results[i]) == PGRES_FATAL_ERROR)
+				failed_before_prepare = true;
+		}
+		b->state = failed_before_prepare ? BR_FAILED : BR_UNKNOWN;
+		b->unknown_until_us = now_mono_us() + UNKNOWN_GRACE_US;
+		snprintf(msg, sizeof(msg), "connection to %s lost during phase 1: %s", b->name, job->error);
+		log_txn(LOG_WARNING, t->id, "participant=%s %s", b->name, msg);
+		txn_fail(t, ABORT_UNAVAILABLE, bi, -1, NULL, msg);
+		pgjob_clear_results(job);
+		pool_release(b->pool, conn);
+		phase1_branch_done(b);
+		return;
+	}
+
+	b->results = json_array();
+	for (size_t q = 0; q < job->nqueries; q++) {
+		PGresult *r = job->results[q];
+		ExecStatusType rs = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+		bool is_stmt = q >= 2 && q < job->nqueries - 1;
+		int si = (int)q - 2;
+
+		if (rs == PGRES_PIPELINE_ABORTED)
+			continue; /* an earlier query failed; already recorded */
+		if (rs == PGRES_FATAL_ERROR || rs == PGRES_BAD_RESPONSE || rs == PGRES_NONFATAL_ERROR) {
+			pg_result_message(r, msg, sizeof(msg));
+			if (is_stmt)
+				txn_fail(t, ABORT_STATEMENT, bi, si, pg_sqlstate(r), msg);
+			else if (q == job->nqueries - 1)
+				txn_fail(t, ABORT_PREPARE, bi, -1, pg_sqlstate(r), msg);
+			else
+				txn_fail(t, ABORT_STATEMENT, bi, -1, pg_sqlstate(r), msg);
+			continue;
+		}
+		if (q == job->nqueries - 1) {
+			prepared = rs == PGRES_COMMAND_OK;
+			continue;
+		}
+		if (!is_stmt)
+			continue;
+		if (is_txn_control_tag(PQcmdStatus(r))) {
+			snprintf(msg, sizeof(msg), "statement ran %s: transaction control is not allowed in a branch",
+				 PQcmdStatus(r));
+			txn_fail(t, ABORT_STATEMENT, bi, si, NULL, msg);
+			continue;
+		}
+		long long rows = result_row_count(r);
+		json_t *o = json_object();
+		json_object_set_new(o, "rows_affected", json_integer(rows < 0 ? 0 : rows));
+		if (rs == PGRES_TUPLES_OK)
+			json_object_set_new(o, "rows", result_rows_json(r));
+		json_array_append_new(b->results, o);
+		if (rb->stmts[si].expect_rows >= 0 && rows != rb->stmts[si].expect_rows) {
+			snprintf(msg, sizeof(msg), "statement %d on %s affected %lld rows, expected %lld", si, b->name,
+				 rows, (long long)rb->stmts[si].expect_rows);
+			if (t->reason == ABORT_NONE) {
+				t->expected_rows = rb->stmts[si].expect_rows;
+				t->actual_rows = rows;
+			}
+			txn_fail(t, ABORT_EXPECT_ROWS, bi, si, NULL, msg);
+		}
+	}
+	b->state = prepared ? BR_PREPARED : BR_FAILED;
+	pgjob_clear_results(job);
+	pool_release(b->pool, conn);
+	phase1_branch_done(b);
+}
+
+static void on_commit_durable(void *arg);
+static void start_abort(Txn *t);
+
+static void phase1_branch_done(Branch *b)
+{
+	Txn *t = b->txn;
+
+	if (t->state != TXN_PREPARING)
+		return;
+	for (size_t i = 0; i < t->nbranches; i++) {
+		if (t->branches[i].op_active)
+			return;
+	}
+	/* Every branch answered (or was abandoned). Decide. */
+	if (t->reason != ABORT_NONE) {
+		start_abort(t);
+		return;
+	}
+	FAULT_POINT(FAULT_BEFORE_LOG_COMMIT);
+	txn_set_state(t, TXN_DECIDING);
+
+	DlogRecord rec = {.type = DLOG_COMMIT, .txn_id = t->id, .wall_ms = now_wall_ms()};
+	rec.nbranches = (uint16_t)t->nbranches;
+	rec.branches = xcalloc(t->nbranches, sizeof(DlogBranchRef));
+	for (size_t i = 0; i < t->nbranches; i++) {
+		rec.branches[i].index = (uint16_t)t->branches[i].pindex;
+		strlcpy_s(rec.branches[i].name, t->branches[i].name, sizeof(rec.branches[i].name));
+	}
+	/* The decision: committed once this record is on disk, not before. */
+	dlog_append_commit(t->mgr->dlog, &rec, on_commit_durable, t);
+	free(rec.branches);
+}
+
+/* ---- phase 2 and rollback ------------------------------------------------- */
+
+static void on_finish_job(PgJob *job, PgConn *conn, PgJobStatus st);
+
+static void schedule_retry(Branch *b)
+{
+	int64_t delay = RETRY_MIN_US << (b->attempts < 6 ? b->attempts : 6);
+	if (delay > RETRY_MAX_US)
+		delay = RETRY_MAX_US;
+	b->attempts++;
+	b->retry_at_us = now_mono_us() + delay;
+	b->txn->mgr->stats.phase2_retries++;
+}
+
+static void on_finish_conn(PoolWaiter *w, PgConn *conn, const char *err)
+{
+	Branch *b = w->arg;
+
+	if (conn == NULL) {
+		b->op_active = false;
+		if (b->attempts == 0 || b->attempts % 10 == 0)
+			log_txn(LOG_WARNING, b->txn->id, "participant=%s %s for %s: %s; will retry", b->name,
+				b->state == BR_COMMITTING ? "COMMIT PREPARED" : "ROLLBACK PREPARED", b->gid, err);
+		schedule_retry(b);
+		maybe_finish(b->txn);
+		return;
+	}
+	b->conn = conn;
+	pgconn_run(conn, &b->job);
+}
+
+/* Sends COMMIT PREPARED or ROLLBACK PREPARED for b, by its state. */
+static void branch_finish_op(Branch *b)
+{
+	bool commit = b->state == BR_COMMITTING;
+
+	snprintf(b->finish_sql, sizeof(b->finish_sql), "%s PREPARED '%s'", commit ? "COMMIT" : "ROLLBACK", b->gid);
+	b->job.queries = &b->queries[0];
+	b->queries[0].sql = b->finish_sql;
+	b->queries[0].nparams = 0;
+	b->queries[0].params = NULL;
+	b->job.nqueries = 1;
+	b->job.done = on_finish_job;
+	b->job.arg = b;
+	b->retry_at_us = 0;
+	b->op_active = true;
+	b->waiter.fn = on_finish_conn;
+	b->waiter.arg = b;
+	b->waiter.deadline_us = 0; /* phase 2 never gives up */
+	pool_acquire(b->pool, &b->waiter);
+}
+
+static void on_finish_job(PgJob *job, PgConn *conn, PgJobStatus st)
+{
+	Branch *b = job->arg;
+	Txn *t = b->txn;
+	bool commit = b->state == BR_COMMITTING;
+	PGresult *r = job->nresults > 0 ? job->results[0] : NULL;
+	char msg[512];
+
+	b->conn = NULL;
+	b->op_active = false;
+	if (st == PGJOB_CONN_LOST) {
+		/* Outcome unknown: COMMIT/ROLLBACK PREPARED is safe to repeat, and
+		 * "does not exist" on the retry means the lost one took effect. */
+		log_txn(LOG_WARNING, t->id, "participant=%s connection lost during %s PREPARED: %s; will retry",
+			b->name, commit ? "COMMIT" : "ROLLBACK", job->error);
+		pgjob_clear_results(job);
+		pool_release(b->pool, conn);
+		schedule_retry(b);
+		maybe_finish(t);
+		return;
+	}
+	ExecStatusType rs = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+	const char *sqlstate = pg_sqlstate(r);
+	pg_result_message(r, msg, sizeof(msg));
+	pgjob_clear_results(job);
+	pool_release(b->pool, conn);
+
+	if (rs == PGRES_COMMAND_OK) {
+		b->state = commit ? BR_COMMITTED : BR_ROLLED_BACK;
+		if (commit)
+			FAULT_POINT(FAULT_AFTER_FIRST_COMMIT_PREPARED);
+	} else if (strcmp(sqlstate, "42704") == 0) {
+		if (commit) {
+			/* We know this branch prepared: gone means an earlier COMMIT
+			 * PREPARED (whose reply we lost) committed it. */
+			log_txn(LOG_INFO, t->id, "participant=%s %s already committed", b->name, b->gid);
+			b->state = BR_COMMITTED;
+		} else if (b->unknown_until_us != 0 && now_mono_us() < b->unknown_until_us) {
+			/* Abandoned mid-PREPARE: the server may still finish it. Look again. */
+			schedule_retry(b);
+		} else {
+			b->state = BR_ROLLED_BACK;
+		}
+	} else {
+		/* 55000 (busy: another session holds it) and anything else: retry. */
+		log_txn(LOG_WARNING, t->id, "participant=%s %s PREPARED %s failed: %s %s; will retry", b->name,
+			commit ? "COMMIT" : "ROLLBACK", b->gid, sqlstate, msg);
+		schedule_retry(b);
+	}
+	maybe_finish(t);
+}
+
+static void start_abort(Txn *t)
+{
+	txn_set_state(t, TXN_ABORTING);
+	log_txn(LOG_INFO, t->id, "aborting: %s", t->message);
+	for (size_t i = 0; i < t->nbranches; i++) {
+		Branch *b = &t->branches[i];
+		if (b->state == BR_PREPARED || b->state == BR_UNKNOWN) {
+			if (b->state == BR_PREPARED)
+				b->unknown_until_us = 0;
+			b->state = BR_ROLLING_BACK;
+			branch_finish_op(b);
+		} else {
+			b->state = BR_ROLLED_BACK;
+		}
+	}
+	maybe_finish(t);
+}
+
+static void on_commit_durable(void *arg)
+{
+	Txn *t = arg;
+
+	/* The COMMIT record is on disk: the transaction is committed. Only now
+	 * may anything say so. */
+	FAULT_POINT(FAULT_AFTER_LOG_FSYNC);
+	t->durable = true;
+	txn_set_state(t, TXN_COMMITTING);
+	for (size_t i = 0; i < t->nbranches; i++) {
+		Branch *b = &t->branches[i];
+		b->state = BR_COMMITTING;
+		branch_finish_op(b);
+	}
+}
+
+/* Replies and finishes when every branch is resolved; for an abort, also
+ * replies once every branch's first attempt has answered (later retries run
+ * on in the background). */
+static void maybe_finish(Txn *t)
+{
+	bool all_resolved = true, any_active = false;
+
+	for (size_t i = 0; i < t->nbranches; i++) {
+		BranchState s = t->branches[i].state;
+		if (s != BR_COMMITTED && s != BR_ROLLED_BACK)
+			all_resolved = false;
+		if (t->branches[i].op_active)
+			any_active = true;
+	}
+	if (all_resolved) {
+		if (t->state == TXN_COMMITTING) {
+			FAULT_POINT(FAULT_BEFORE_LOG_DONE);
+			dlog_append_done(t->mgr->dlog, t->id);
+			log_txn(LOG_DEBUG, t->id, "committed on %zu participants", t->nbranches);
+		}
+		txn_end(t);
+		return;
+	}
+	if (t->state == TXN_ABORTING && !any_active)
+		txn_reply(t);
+}
+
+/* ---- entry points ---------------------------------------------------------- */
+
+Txn *txn_begin(TxnMgr *m, TxnRequest *req, TxnReplyFn reply, void *arg)
+{
+	Txn *t = txn_new(m, req->nbranches);
+
+	t->req = *req;
+	memset(req, 0, sizeof(*req));
+	t->reply = reply;
+	t->reply_arg = arg;
+	t->deadline_us = t->start_us + t->req.timeout_ms * 1000;
+	t->state = TXN_PREPARING;
+	for (size_t i = 0; i < t->nbranches; i++) {
+		Branch *b = &t->branches[i];
+		b->txn = t;
+		b->req = &t->req.branches[i];
+		b->name = b->req->participant->name;
+		b->pindex = b->req->participant->index;
+		b->pool = m->pools[b->pindex];
+		if (!gid_build(b->gid, sizeof(b->gid), m->cfg->coord_id, t->id, b->pindex))
+			log_fatal("GID too long for coordinator id %s", m->cfg->coord_id);
+	}
+	/* Registered as in flight before anything is sent. */
+	inflight_add(m, t);
+	for (size_t i = 0; i < t->nbranches; i++)
+		branch_phase1(&t->branches[i]);
+	return t;
+}
+
+void txn_resume_commit(TxnMgr *m, const DlogRecord *rec)
+{
+	Txn *t = xcalloc(1, sizeof(*t));
+	size_t n = 0;
+
+	t->mgr = m;
+	t->id = rec->txn_id;
+	txn_id_format(t->id_hex, t->id);
+	t->branches = xcalloc(rec->nbranches, sizeof(Branch));
+	t->fail_branch = t->fail_stmt = -1;
+	t->start_us = now_mono_us();
+	t->durable = true;
+	t->replied = true; /* nobody is waiting for this one */
+	t->state = TXN_COMMITTING;
+	for (uint16_t i = 0; i < rec->nbranches; i++) {
+		const ParticipantConfig *pc = config_find_participant(m->cfg, rec->branches[i].name);
+		if (pc == NULL) {
+			log_txn(LOG_ERROR, t->id,
+				"committed branch on participant '%s' (index %u), which is no longer configured: "
+				"it cannot be finished; restore the participant or resolve by hand with twopc-recover",
+				rec->branches[i].name, rec->branches[i].index);
+			continue;
+		}
+		Branch *b = &t->branches[n++];
+		b->txn = t;
+		b->name = pc->name;
+		b->pindex = rec->branches[i].index;
+		b->pool = m->pools[pc->index];
+		b->queries = xcalloc(1, sizeof(PgQuery));
+		if (!gid_build(b->gid, sizeof(b->gid), m->cfg->coord_id, t->id, b->pindex))
+			log_fatal("GID too long for coordinator id %s", m->cfg->coord_id);
+		b->state = BR_COMMITTING;
+	}
+	t->nbranches = n;
+	inflight_add(m, t);
+	if (m->next_id <= t->id)
+		m->next_id = t->id + 1;
+	log_txn(LOG_INFO, t->id, "resuming phase 2 on %zu participants", n);
+	for (size_t i = 0; i < n; i++)
+		branch_finish_op(&t->branches[i]);
+	if (n == 0)
+		maybe_finish(t);
+}
+
+/* Abandons a phase-1 branch at the deadline. */
+static void abandon_branch(Branch *b)
+{
+	if (b->state == BR_WAIT_CONN) {
+		pool_cancel(b->pool, &b->waiter);
+		b->state = BR_FAILED; /* nothing was sent */
+	} else if (b->state == BR_RUNNING) {
+		/* Closing the connection makes the server abort the transaction,
+		 * unless its PREPARE already ran: then it is rolled back below. */
+		pool_discard(b->pool, b->conn);
+		b->conn = NULL;
+		pgjob_clear_results(&b->job);
+		b->state = BR_UNKNOWN;
+		b->unknown_until_us = now_mono_us() + UNKNOWN_GRACE_US;
+	}
+	b->op_active = false;
+}
+
+static void tick_txn(Txn *t, int64_t now)
+{
+	if (t->state == TXN_PREPARING && now >= t->deadline_us) {
+		log_txn(LOG_WARNING, t->id, "deadline passed in phase 1: aborting");
+		txn_fail(t, ABORT_TIMEOUT, -1, -1, NULL, "the transaction's timeout passed before every branch prepared");
+		for (size_t i = 0; i < t->nbranches; i++) {
+			if (t->branches[i].op_active)
+				abandon_branch(&t->branches[i]);
+		}
+		phase1_branch_done(&t->branches[0]);
+		return;
+	}
+	if (t->state == TXN_COMMITTING || t->state == TXN_ABORTING) {
+		for (size_t i = 0; i < t->nbranches; i++) {
+			Branch *b = &t->branches[i];
+			if (!b->op_active && b->retry_at_us != 0 && now >= b->retry_at_us)
+				branch_finish_op(b);
+		}
+		/* Decided and durable but phase 2 is stuck past the deadline (a
+		 * participant down): the client may hear "committed" now; phase 2
+		 * goes on. */
+		if (t->state == TXN_COMMITTING && !t->replied && now >= t->deadline_us)
+			txn_reply(t);
+	}
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	TxnMgr *m = arg;
+	int64_t now = now_mono_us();
+
+	for (size_t i = 0; i < m->cfg->nparticipants; i++)
+		pool_tick(m->pools[i], now);
+	for (Txn *t = m->head; t;) {
+		Txn *next = t->next; /* t may finish and be freed */
+		tick_txn(t, now);
+		t = next;
+	}
+}
+
+TxnMgr *txnmgr_new(struct event_base *base, const Config *cfg, Dlog *dlog, Pool **pools, uint64_t first_id)
+{
+	TxnMgr *m = xcalloc(1, sizeof(*m));
+	m->base = base;
+	m->cfg = cfg;
+	m->dlog = dlog;
+	m->pools = pools;
+	m->next_id = first_id ? first_id : 1;
+	idmap_init(&m->inflight);
+	idmap_init(&m->recent);
+	m->recent_ring = xcalloc(RECENT_OUTCOMES, sizeof(uint64_t));
+	return m;
+}
+
+void txnmgr_start(TxnMgr *m)
+{
+	struct timeval tv = {0, TICK_US};
+	m->tick = event_new(m->base, -1, EV_PERSIST, on_tick, m);
+	if (m->tick == NULL || event_add(m->tick, &tv) != 0)
+		log_fatal("libevent: cannot start the housekeeping timer");
+}
+
+void txnmgr_free(TxnMgr *m)
+{
+	if (m == NULL)
+		return;
+	while (m->head) {
+		Txn *t = m->head;
+		inflight_remove(m, t);
+		for (size_t i = 0; i < t->nbranches; i++) {
+			Branch *b = &t->branches[i];
+			if (b->conn)
+				pool_discard(b->pool, b->conn);
+			else if (b->op_active)
+				pool_cancel(b->pool, &b->waiter);
+		}
+		txn_free(t);
+	}
+	if (m->tick)
+		event_free(m->tick);
+	idmap_free(&m->inflight);
+	idmap_free(&m->recent);
+	free(m->recent_ring);
+	free(m);
+}
+
+TxnStatus txnmgr_status(TxnMgr *m, uint64_t id)
+{
+	Txn *t = idmap_get(&m->inflight, id);
+	if (t != NULL)
+		return t->durable ? TXS_COMMITTED : t->state == TXN_ABORTING ? TXS_ABORTED : TXS_IN_PROGRESS;
+	void *v = idmap_get(&m->recent, id);
+	if (v != NULL)
+		return (TxnStatus)(uintptr_t)v;
+	if (dlog_find_commit(m->dlog, id) != NULL)
+		return TXS_COMMITTED;
+	return TXS_UNKNOWN;
+}
+
+size_t txnmgr_in_flight(const TxnMgr *m) { return m->ninflight; }
+
+bool txnmgr_is_in_flight(const TxnMgr *m, uint64_t id) { return idmap_contains(&m->inflight, id); }
+
+void txnmgr_get_stats(const TxnMgr *m, TxnMgrStats *out)
+{
+	*out = m->stats;
+	out->in_flight = m->ninflight;
+}
+
+Pool *txnmgr_pool(const TxnMgr *m, size_t i) { return m->pools[i]; }
+
+void txnmgr_abort_preparing(TxnMgr *m)
+{
+	int64_t now = now_mono_us();
+	for (Txn *t = m->head; t;) {
+		Txn *next = t->next;
+		if (t->state == TXN_PREPARING) {
+			txn_fail(t, ABORT_SHUTDOWN, -1, -1, NULL, "twopcd is shutting down");
+			t->deadline_us = now;
+			tick_txn(t, now);
+		}
+		t = next;
+	}
+}

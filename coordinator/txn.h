@@ -1,0 +1,160 @@
+/*
+ * txn: the transaction state machine and the in-flight table.
+ *
+ * Life of a transaction (presumed abort):
+ *
+ *   PREPARING   every branch runs BEGIN; set_config(timeouts); statements;
+ *               PREPARE TRANSACTION in one pipeline, all branches at once
+ *      |  all prepared                        |  any failure / deadline
+ *      v                                      v
+ *   DECIDING    COMMIT record appended;    ABORTING   ROLLBACK PREPARED what
+ *               waiting for its fsync                 prepared (or may have)
+ *      |  record durable: COMMITTED                   |
+ *      v                                              v
+ *   COMMITTING  COMMIT PREPARED everywhere,        FINISHED
+ *               retried until each succeeds
+ *      |  all committed: DONE record
+ *      v
+ *   FINISHED
+ *
+ * A transaction stays in the in-flight table from before its first query
+ * until FINISHED, so recovery-style cleanup never touches it.
+ */
+#ifndef TWOPC_TXN_H
+#define TWOPC_TXN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "config.h"
+#include "decision_log.h"
+#include "gid.h"
+#include "idmap.h"
+#include "pg_conn.h"
+#include "pool.h"
+#include "request.h"
+
+struct event_base;
+
+typedef struct Txn Txn;
+typedef struct TxnMgr TxnMgr;
+typedef struct Branch Branch;
+
+typedef enum TxnState {
+	TXN_PREPARING,	/* phase 1 under way on the branches */
+	TXN_DECIDING,	/* every branch prepared; COMMIT record waiting for its fsync */
+	TXN_COMMITTING, /* decision durable; COMMIT PREPARED on every branch */
+	TXN_ABORTING,	/* decision abort; rolling back every branch that may have prepared */
+	TXN_FINISHED,	/* every branch resolved; about to leave the in-flight table */
+} TxnState;
+
+typedef enum BranchState {
+	BR_WAIT_CONN,	   /* phase 1: waiting for a pool connection */
+	BR_RUNNING,	   /* phase 1: pipeline sent */
+	BR_PREPARED,	   /* PREPARE TRANSACTION succeeded */
+	BR_FAILED,	   /* phase 1 failed before PREPARE: nothing prepared */
+	BR_UNKNOWN,	   /* lost or abandoned during phase 1: may have prepared */
+	BR_COMMITTING,	   /* COMMIT PREPARED under way or waiting to retry */
+	BR_COMMITTED,	   /* committed (or found already committed) */
+	BR_ROLLING_BACK,   /* ROLLBACK PREPARED under way or waiting to retry */
+	BR_ROLLED_BACK,	   /* rolled back, or shown never to have prepared */
+} BranchState;
+
+typedef enum AbortReason {
+	ABORT_NONE,
+	ABORT_STATEMENT,   /* a statement failed: 409 */
+	ABORT_EXPECT_ROWS, /* an expect_rows guard did not hold: 409 */
+	ABORT_PREPARE,	   /* PREPARE TRANSACTION itself failed: 409 */
+	ABORT_UNAVAILABLE, /* a participant could not be reached: 503 */
+	ABORT_TIMEOUT,	   /* the deadline passed before the decision: 504 */
+	ABORT_SHUTDOWN,	   /* twopcd is stopping: 503 */
+} AbortReason;
+
+struct Branch {
+	Txn *txn;
+	Pool *pool;
+	const char *name;   /* participant name */
+	unsigned pindex;    /* participant index: part of the GID */
+	const ReqBranch *req; /* NULL for transactions resumed from the log */
+	BranchState state;
+	char gid[GID_MAX];
+
+	PoolWaiter waiter;
+	PgConn *conn;	/* while a job runs */
+	PgJob job;
+	PgQuery *queries;
+	char prepare_sql[GID_MAX + 32];
+	char finish_sql[GID_MAX + 32];
+	char tparams[2][24];
+	const char *tparam_ptrs[2];
+	bool op_active;	   /* waiting for a connection or running a job */
+
+	json_t *results;   /* phase 1: [{"rows_affected": n, "rows": [...]}, ...] */
+	int64_t retry_at_us; /* phase 2 / rollback: when to try again (0: not waiting) */
+	int attempts;
+	int64_t unknown_until_us; /* an UNKNOWN branch may still prepare until then */
+};
+
+typedef void (*TxnReplyFn)(Txn *txn, void *arg);
+
+struct Txn {
+	uint64_t id;
+	char id_hex[TXN_ID_HEX + 1];
+	TxnState state;
+	TxnMgr *mgr;
+	TxnRequest req;
+	Branch *branches;
+	size_t nbranches;
+	int64_t start_us;
+	int64_t deadline_us;
+	bool durable; /* the COMMIT record is on disk */
+
+	/* Why it aborted, for the reply. */
+	AbortReason reason;
+	int fail_branch; /* index into branches, -1 if none */
+	int fail_stmt;	 /* statement index, -1 if not a statement */
+	char sqlstate[6];
+	char message[512];
+	long long expected_rows, actual_rows;
+
+	TxnReplyFn reply;
+	void *reply_arg;
+	bool replied;
+
+	Txn *prev, *next; /* in-flight list */
+};
+
+typedef enum TxnStatus { TXS_UNKNOWN, TXS_IN_PROGRESS, TXS_COMMITTED, TXS_ABORTED } TxnStatus;
+
+typedef struct TxnMgrStats {
+	uint64_t committed, aborted, in_flight;
+	uint64_t phase2_retries;
+} TxnMgrStats;
+
+TxnMgr *txnmgr_new(struct event_base *base, const Config *cfg, Dlog *dlog, Pool **pools, uint64_t first_id);
+void txnmgr_free(TxnMgr *m);
+
+/* Starts the periodic housekeeping timer. */
+void txnmgr_start(TxnMgr *m);
+
+/* Takes ownership of req. reply(txn, arg) runs once, from the event loop,
+ * when the outcome is known (never from inside this call). */
+Txn *txn_begin(TxnMgr *m, TxnRequest *req, TxnReplyFn reply, void *arg);
+
+/* Resumes phase 2 of a decided transaction found in the log (recovery). */
+void txn_resume_commit(TxnMgr *m, const DlogRecord *rec);
+
+TxnStatus txnmgr_status(TxnMgr *m, uint64_t id);
+size_t txnmgr_in_flight(const TxnMgr *m);
+bool txnmgr_is_in_flight(const TxnMgr *m, uint64_t id);
+void txnmgr_get_stats(const TxnMgr *m, TxnMgrStats *out);
+Pool *txnmgr_pool(const TxnMgr *m, size_t participant_index);
+
+/* Abort every transaction still in phase 1 (shutdown). */
+void txnmgr_abort_preparing(TxnMgr *m);
+
+const char *txn_state_name(TxnState s);
+
+#endif

@@ -1,0 +1,43 @@
+/*
+ * util: small helpers every module needs — checked allocation, monotonic
+ * and wall clocks in milliseconds/microseconds, bounded string copies and
+ * the formatting of error buffers ("helpers report, callers log").
+ */
+#ifndef TWOPC_UTIL_H
+#define TWOPC_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define WARN_UNUSED __attribute__((warn_unused_result))
+#define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+/* Allocation failure is treated as fatal: there is no sane way to carry on. */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+
+/* Monotonic clock, for deadlines and latencies. */
+int64_t now_mono_us(void);
+static inline int64_t now_mono_ms(void) { return now_mono_us() / 1000; }
+/* Wall clock, for records and ages shown to people. */
+int64_t now_wall_ms(void);
+
+/* snprintf into err (if non-NULL); returns false so helpers can `return errf(...)`. */
+bool errf(char *err, size_t errlen, const char *fmt, ...) PRINTF_LIKE(3, 4);
+
+/* Copy at most dstlen-1 bytes and always terminate; returns strlen(src). */
+size_t strlcpy_s(char *dst, const char *src, size_t dstlen);
+
+/* Parse a base-10 integer in [min, max]; the whole string must be consumed. */
+bool parse_i64(const char *s, int64_t min, int64_t max, int64_t *out) WARN_UNUSED;
+
+/* Write all of buf to fd, retrying on EINTR and short writes. */
+bool write_all(int fd, const void *buf, size_t len) WARN_UNUSED;
+
+#endif

@@ -1,0 +1,382 @@
+/*
+ * pg_conn: the asynchronous libpq connection and its pipelined job runner.
+ *
+ * Result reading in pipeline mode: every query yields its result(s) and then
+ * a NULL from PQgetResult; the Sync yields PGRES_PIPELINE_SYNC. After an
+ * error, the remaining queries up to the Sync come back as
+ * PGRES_PIPELINE_ABORTED. We keep the first result of each query.
+ */
+#include "pg_conn.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "log.h"
+
+struct PgConn {
+	PgConnState state;
+	PGconn *pq;
+	struct event_base *base;
+	struct event *ev_read;
+	struct event *ev_write;
+	struct event *ev_defer; /* runs a failed job's callback outside pgconn_run */
+	evutil_socket_t sock;
+	PgConnCallbacks cbs;
+	char label[80];
+	char error[256];
+	int64_t started_us;
+
+	/* The running job. */
+	PgJob *job;
+	size_t cur;	  /* index of the query whose results come next */
+	bool seen_result; /* cur's result arrived; its NULL terminator is next */
+
+	PgConn *next;
+	void *owner_data;
+};
+
+static void on_io(evutil_socket_t fd, short what, void *arg);
+static void on_defer(evutil_socket_t fd, short what, void *arg);
+
+static void notice_sink(void *arg, const char *message)
+{
+	PgConn *c = arg;
+	/* Notices (e.g. "there is no transaction in progress") are not errors. */
+	log_debug("participant=%s notice: %.*s", c->label, (int)strcspn(message, "\n"), message);
+}
+
+static void set_error(PgConn *c, const char *what)
+{
+	const char *m = c->pq ? PQerrorMessage(c->pq) : "";
+	snprintf(c->error, sizeof(c->error), "%s%s%.*s", what, *m ? ": " : "", (int)strcspn(m, "\n"), m);
+}
+
+/* (Re)arms the socket events: the socket can change while connecting. */
+static bool arm(PgConn *c, bool want_read, bool want_write)
+{
+	evutil_socket_t s = PQsocket(c->pq);
+	if (s < 0)
+		return false;
+	if (s != c->sock || c->ev_read == NULL) {
+		if (c->ev_read) {
+			event_free(c->ev_read);
+			event_free(c->ev_write);
+		}
+		c->sock = s;
+		c->ev_read = event_new(c->base, s, EV_READ | EV_PERSIST, on_io, c);
+		c->ev_write = event_new(c->base, s, EV_WRITE | EV_PERSIST, on_io, c);
+		if (c->ev_read == NULL || c->ev_write == NULL)
+			log_fatal("libevent: cannot allocate events");
+	}
+	if (want_read)
+		event_add(c->ev_read, NULL);
+	else
+		event_del(c->ev_read);
+	if (want_write)
+		event_add(c->ev_write, NULL);
+	else
+		event_del(c->ev_write);
+	return true;
+}
+
+static void disarm(PgConn *c)
+{
+	if (c->ev_read) {
+		event_del(c->ev_read);
+		event_del(c->ev_write);
+	}
+}
+
+/* The connection is gone: fail the running job, tell the owner. */
+static void become_broken(PgConn *c, const char *what)
+{
+	PgJob *job = c->job;
+	PgConnState was = c->state;
+
+	if (c->state == PGC_BROKEN)
+		return;
+	set_error(c, what);
+	c->state = PGC_BROKEN;
+	disarm(c);
+	if (job != NULL) {
+		c->job = NULL;
+		snprintf(job->error, sizeof(job->error), "%s", c->error);
+		job->done(job, c, PGJOB_CONN_LOST);
+	} else if (was == PGC_CONNECTING || was == PGC_IDLE) {
+		if (c->cbs.broken)
+			c->cbs.broken(c, c->cbs.arg);
+	}
+}
+
+PgConn *pgconn_start(struct event_base *base, const char *conninfo, const char *label, const PgConnCallbacks *cbs,
+		     char *err, size_t errlen)
+{
+	PgConn *c = xcalloc(1, sizeof(*c));
+
+	c->base = base;
+	c->cbs = *cbs;
+	c->sock = -1;
+	c->state = PGC_CONNECTING;
+	c->started_us = now_mono_us();
+	strlcpy_s(c->label, label, sizeof(c->label));
+	c->ev_defer = event_new(base, -1, 0, on_defer, c);
+	c->pq = PQconnectStart(conninfo);
+	if (c->pq == NULL || PQstatus(c->pq) == CONNECTION_BAD) {
+		set_error(c, "cannot start connection");
+		errf(err, errlen, "%s", c->error);
+		pgconn_free(c);
+		return NULL;
+	}
+	/* PQconnectStart begins by writing (the startup packet). */
+	if (!arm(c, false, true)) {
+		set_error(c, "no socket");
+		errf(err, errlen, "%s", c->error);
+		pgconn_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+void pgconn_free(PgConn *c)
+{
+	if (c == NULL)
+		return;
+	if (c->ev_read) {
+		event_free(c->ev_read);
+		event_free(c->ev_write);
+	}
+	if (c->ev_defer)
+		event_free(c->ev_defer);
+	if (c->pq)
+		PQfinish(c->pq);
+	free(c);
+}
+
+PgConnState pgconn_state(const PgConn *c) { return c->state; }
+const char *pgconn_error(const PgConn *c) { return c->error; }
+int64_t pgconn_started_us(const PgConn *c) { return c->started_us; }
+PGconn *pgconn_pq(PgConn *c) { return c->pq; }
+PgConn *pgconn_next(const PgConn *c) { return c->next; }
+PgConn **pgconn_next_ref(PgConn *c) { return &c->next; }
+void pgconn_set_next(PgConn *c, PgConn *next) { c->next = next; }
+void *pgconn_owner_data(const PgConn *c) { return c->owner_data; }
+void pgconn_set_owner_data(PgConn *c, void *data) { c->owner_data = data; }
+
+static void connect_step(PgConn *c)
+{
+	switch (PQconnectPoll(c->pq)) {
+	case PGRES_POLLING_READING:
+		if (!arm(c, true, false))
+			become_broken(c, "connection failed");
+		return;
+	case PGRES_POLLING_WRITING:
+		if (!arm(c, false, true))
+			become_broken(c, "connection failed");
+		return;
+	case PGRES_POLLING_OK:
+		break;
+	default:
+		become_broken(c, "connection failed");
+		return;
+	}
+	if (PQsetnonblocking(c->pq, 1) != 0 || PQenterPipelineMode(c->pq) != 1) {
+		become_broken(c, "cannot enter pipeline mode");
+		return;
+	}
+	PQsetNoticeProcessor(c->pq, notice_sink, c);
+	c->state = PGC_IDLE;
+	/* Idle connections keep reading so a server-side close is seen at once. */
+	if (!arm(c, true, false)) {
+		become_broken(c, "connection lost");
+		return;
+	}
+	if (c->cbs.connected)
+		c->cbs.connected(c, c->cbs.arg);
+}
+
+static void finish_job(PgConn *c, PgJobStatus st)
+{
+	PgJob *job = c->job;
+	c->job = NULL;
+	if (c->state == PGC_BUSY)
+		c->state = PGC_IDLE;
+	job->done(job, c, st);
+}
+
+/* Reads every result that has fully arrived. */
+static void read_results(PgConn *c)
+{
+	PgJob *job = c->job;
+
+	while (c->job == job && job != NULL) {
+		PGresult *r;
+		ExecStatusType st;
+
+		if (PQisBusy(c->pq))
+			return;
+		r = PQgetResult(c->pq);
+		if (r == NULL) {
+			if (c->seen_result) {
+				c->seen_result = false;
+				c->cur++;
+				continue;
+			}
+			/* Nothing pending and nothing available: wait for input. */
+			return;
+		}
+		st = PQresultStatus(r);
+		if (st == PGRES_PIPELINE_SYNC) {
+			PQclear(r);
+			if (c->cur != job->nqueries) {
+				become_broken(c, "protocol confusion: Sync before every result");
+				return;
+			}
+			finish_job(c, PGJOB_OK);
+			return;
+		}
+		if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
+			PQclear(r);
+			become_broken(c, "COPY is not supported through twopc");
+			return;
+		}
+		if (c->cur >= job->nqueries) {
+			PQclear(r);
+			become_broken(c, "protocol confusion: more results than queries");
+			return;
+		}
+		if (!c->seen_result) {
+			job->results[c->cur] = r;
+			job->nresults = c->cur + 1;
+			c->seen_result = true;
+		} else {
+			PQclear(r); /* a second result for one query: keep the first */
+		}
+	}
+}
+
+static void on_io(evutil_socket_t fd, short what, void *arg)
+{
+	PgConn *c = arg;
+
+	switch (c->state) {
+	case PGC_CONNECTING:
+		connect_step(c);
+		return;
+	case PGC_BROKEN:
+		disarm(c);
+		return;
+	case PGC_IDLE:
+		/* Unsolicited input: a notice, a parameter change, or EOF. */
+		if (!PQconsumeInput(c->pq) || PQstatus(c->pq) == CONNECTION_BAD) {
+			become_broken(c, "connection lost while idle");
+			return;
+		}
+		return;
+	case PGC_BUSY:
+		break;
+	}
+	if (what & EV_WRITE) {
+		int f = PQflush(c->pq);
+		if (f < 0) {
+			become_broken(c, "connection lost while sending");
+			return;
+		}
+		if (f == 0)
+			event_del(c->ev_write);
+	}
+	if (what & EV_READ) {
+		if (!PQconsumeInput(c->pq)) {
+			become_broken(c, "connection lost");
+			return;
+		}
+		/* libpq may need to flush again once the server reads. */
+		if (PQflush(c->pq) == 1)
+			event_add(c->ev_write, NULL);
+		read_results(c);
+		if (c->state == PGC_BUSY && PQstatus(c->pq) == CONNECTION_BAD)
+			become_broken(c, "connection lost");
+	}
+}
+
+static void on_defer(evutil_socket_t fd, short what, void *arg)
+{
+	PgConn *c = arg;
+	if (c->job != NULL) {
+		PgJob *job = c->job;
+		c->job = NULL;
+		snprintf(job->error, sizeof(job->error), "%s", c->error);
+		job->done(job, c, PGJOB_CONN_LOST);
+	}
+}
+
+void pgconn_run(PgConn *c, PgJob *job)
+{
+	job->results = xcalloc(job->nqueries ? job->nqueries : 1, sizeof(PGresult *));
+	job->nresults = 0;
+	job->error[0] = '\0';
+	c->job = job;
+	c->cur = 0;
+	c->seen_result = false;
+
+	if (c->state != PGC_IDLE) {
+		snprintf(c->error, sizeof(c->error), "connection not ready");
+		goto fail;
+	}
+	c->state = PGC_BUSY;
+	for (size_t i = 0; i < job->nqueries; i++) {
+		const PgQuery *q = &job->queries[i];
+		if (!PQsendQueryParams(c->pq, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0)) {
+			set_error(c, "cannot send query");
+			goto fail;
+		}
+	}
+	if (!PQpipelineSync(c->pq)) {
+		set_error(c, "cannot send Sync");
+		goto fail;
+	}
+	switch (PQflush(c->pq)) {
+	case 0:
+		break;
+	case 1:
+		event_add(c->ev_write, NULL);
+		break;
+	default:
+		set_error(c, "cannot send");
+		goto fail;
+	}
+	return;
+fail:
+	c->state = PGC_BROKEN;
+	disarm(c);
+	event_active(c->ev_defer, 0, 0);
+}
+
+void pgjob_clear_results(PgJob *job)
+{
+	if (job->results) {
+		for (size_t i = 0; i < job->nqueries; i++) {
+			if (job->results[i])
+				PQclear(job->results[i]);
+		}
+		free(job->results);
+	}
+	job->results = NULL;
+	job->nresults = 0;
+}
+
+const char *pg_sqlstate(const PGresult *r)
+{
+	const char *s = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+	return s ? s : "";
+}
+
+void pg_result_message(const PGresult *r, char *buf, size_t len)
+{
+	const char *m = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	if (m == NULL)
+		m = r ? PQresultErrorMessage(r) : "";
+	snprintf(buf, len, "%.*s", (int)strcspn(m, "\n"), m);
+}

@@ -1,0 +1,98 @@
+/*
+ * pg_conn: one asynchronous libpq connection to a participant, driven by
+ * libevent, always in pipeline mode. It runs one PgJob at a time: a list of
+ * queries sent back to back with one Sync (one round trip), whose results
+ * are collected and handed to the job's callback.
+ *
+ * Only PQconnectStart/PQconnectPoll, PQsendQueryParams, PQpipelineSync,
+ * PQflush, PQconsumeInput, PQisBusy and PQgetResult are used, each woken by
+ * an event on PQsocket(): the event loop never blocks on PostgreSQL.
+ */
+#ifndef TWOPC_PG_CONN_H
+#define TWOPC_PG_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "util.h"
+
+struct event_base;
+
+typedef struct PgConn PgConn;
+typedef struct PgJob PgJob;
+
+typedef enum PgConnState {
+	PGC_CONNECTING, /* PQconnectPoll in progress */
+	PGC_IDLE,	/* connected, no job */
+	PGC_BUSY,	/* a job's pipeline is in flight */
+	PGC_BROKEN,	/* failed or closed; only good for pgconn_free */
+} PgConnState;
+
+typedef struct PgQuery {
+	const char *sql;
+	int nparams;
+	const char *const *params; /* text values; NULL entries are SQL NULL */
+} PgQuery;
+
+typedef enum PgJobStatus {
+	PGJOB_OK,	 /* every query answered (each result may still be an error) */
+	PGJOB_CONN_LOST, /* the connection failed mid-job: outcome of the rest unknown */
+} PgJobStatus;
+
+typedef void (*PgJobDoneFn)(PgJob *job, PgConn *conn, PgJobStatus status);
+
+struct PgJob {
+	/* Set by the caller. */
+	PgQuery *queries;
+	size_t nqueries;
+	PgJobDoneFn done;
+	void *arg;
+	/* Set by the driver: results[i] answers queries[i] (NULL if none came).
+	 * The callback owns them: pgjob_clear_results() frees them. */
+	PGresult **results;
+	size_t nresults;
+	char error[256]; /* why the connection was lost */
+};
+
+/* Connection-level events for the owner (the pool). */
+typedef void (*PgConnEventFn)(PgConn *conn, void *arg);
+
+typedef struct PgConnCallbacks {
+	PgConnEventFn connected; /* PGC_CONNECTING -> PGC_IDLE */
+	PgConnEventFn broken;	 /* became PGC_BROKEN while connecting or idle */
+	void *arg;
+} PgConnCallbacks;
+
+/* Starts connecting. Returns NULL (with err) if libpq refuses at once. */
+PgConn *pgconn_start(struct event_base *base, const char *conninfo, const char *label, const PgConnCallbacks *cbs,
+		     char *err, size_t errlen);
+void pgconn_free(PgConn *conn);
+
+PgConnState pgconn_state(const PgConn *conn);
+const char *pgconn_error(const PgConn *conn);
+int64_t pgconn_started_us(const PgConn *conn);
+PGconn *pgconn_pq(PgConn *conn);
+
+/* Sends a job's queries in one pipeline. The connection must be IDLE. The
+ * job's callback always runs later from the event loop, never from inside
+ * this call; a send failure completes it with PGJOB_CONN_LOST. */
+void pgconn_run(PgConn *conn, PgJob *job);
+
+void pgjob_clear_results(PgJob *job);
+
+/* SQLSTATE of a result, "" if none. */
+const char *pg_sqlstate(const PGresult *r);
+/* Primary message of an error result, trimmed. */
+void pg_result_message(const PGresult *r, char *buf, size_t len);
+
+/* Linking (for the pool's lists). */
+PgConn *pgconn_next(const PgConn *conn);
+PgConn **pgconn_next_ref(PgConn *conn);
+void pgconn_set_next(PgConn *conn, PgConn *next);
+void *pgconn_owner_data(const PgConn *conn);
+void pgconn_set_owner_data(PgConn *conn, void *data);
+
+#endif

@@ -1,0 +1,70 @@
+/*
+ * pool: a fixed-size pool of PgConns to one participant. Requests beyond the
+ * pool's size wait in a FIFO queue within their deadline rather than fail.
+ * Connections are opened at start and reopened as they break; while the
+ * participant is unreachable, waiters fail fast with the connection error
+ * (HTTP 503) instead of queueing until their deadline.
+ *
+ * A connection released with a transaction still open (an error inside a
+ * pipeline) is rolled back before anyone else gets it.
+ */
+#ifndef TWOPC_POOL_H
+#define TWOPC_POOL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "pg_conn.h"
+
+struct event_base;
+
+typedef struct Pool Pool;
+typedef struct PoolWaiter PoolWaiter;
+
+/* conn != NULL: yours until pool_release/pool_discard. conn == NULL: failed,
+ * err says why (unreachable or deadline). Never called from inside
+ * pool_acquire. */
+typedef void (*PoolWaitFn)(PoolWaiter *w, PgConn *conn, const char *err);
+
+struct PoolWaiter {
+	PoolWaitFn fn;
+	void *arg;
+	int64_t deadline_us; /* 0: none */
+	/* Private to the pool. */
+	PoolWaiter *prev, *next;
+	bool queued;
+};
+
+typedef struct PoolStats {
+	int size;
+	int open;	/* connected (idle or busy) */
+	int busy;
+	int connecting;
+	int waiters;
+	bool reachable;
+	char last_error[256];
+} PoolStats;
+
+Pool *pool_new(struct event_base *base, const char *name, const char *conninfo, int size);
+void pool_free(Pool *p);
+
+/* Opens connections up to the pool size (asynchronously). */
+void pool_start(Pool *p);
+
+/* Queues w; w->fn runs later with a connection or a failure. */
+void pool_acquire(Pool *p, PoolWaiter *w);
+/* Withdraws a queued waiter (its fn will not run). */
+void pool_cancel(Pool *p, PoolWaiter *w);
+/* Gives a connection back after its job completed. */
+void pool_release(Pool *p, PgConn *conn);
+/* Closes a connection whose job is being abandoned (deadline passed). */
+void pool_discard(Pool *p, PgConn *conn);
+
+/* Periodic housekeeping: deadlines of waiters, connect timeouts, reconnects.
+ * Called by the coordinator's single timer. */
+void pool_tick(Pool *p, int64_t now_us);
+
+void pool_get_stats(const Pool *p, PoolStats *out);
+const char *pool_name(const Pool *p);
+
+#endif
