@@ -70,6 +70,65 @@ static bool param_text(TxnRequest *req, json_t *v, const char **out)
 	return false;
 }
 
+/* The first keyword of a statement, skipping whitespace and comments,
+ * upper-cased into kw (empty if none). */
+static void first_keyword(const char *sql, char *kw, size_t kwlen, const char **after)
+{
+	const char *p = sql;
+	size_t n = 0;
+
+	for (;;) {
+		while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '\f' || *p == '(')
+			p++;
+		if (p[0] == '-' && p[1] == '-') {
+			p += strcspn(p, "\n");
+			continue;
+		}
+		if (p[0] == '/' && p[1] == '*') {
+			/* PostgreSQL block comments nest. */
+			int depth = 0;
+			do {
+				if (p[0] == '/' && p[1] == '*') {
+					depth++;
+					p += 2;
+				} else if (p[0] == '*' && p[1] == '/') {
+					depth--;
+					p += 2;
+				} else {
+					p++;
+				}
+			} while (*p && depth > 0);
+			continue;
+		}
+		break;
+	}
+	while (n + 1 < kwlen && ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '_'))
+		kw[n++] = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p), p++;
+	kw[n] = '\0';
+	if (after)
+		*after = p;
+}
+
+/* Statements that would end or nest our transaction block: a COMMIT inside
+ * a branch would commit that branch outside two-phase commit. */
+static bool is_transaction_control(const char *sql)
+{
+	static const char *const banned[] = {"BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT"};
+	char kw[32], kw2[32];
+	const char *rest;
+
+	first_keyword(sql, kw, sizeof(kw), &rest);
+	for (size_t i = 0; i < ARRAY_LEN(banned); i++) {
+		if (strcmp(kw, banned[i]) == 0)
+			return true;
+	}
+	if (strcmp(kw, "PREPARE") == 0) {
+		first_keyword(rest, kw2, sizeof(kw2), NULL);
+		return strcmp(kw2, "TRANSACTION") == 0;
+	}
+	return false;
+}
+
 #define REJECT(...)                                            \
 	do {                                                   \
 		snprintf(field, fieldlen, "%s", fbuf);         \
@@ -168,6 +227,9 @@ bool request_parse(const char *body, size_t len, const Config *cfg, TxnRequest *
 			if (strlen(json_string_value(sql)) != json_string_length(sql))
 				REJECT("sql contains a NUL character");
 			s->sql = json_string_value(sql);
+			if (is_transaction_control(s->sql))
+				REJECT("transaction control (BEGIN, COMMIT, ROLLBACK, PREPARE TRANSACTION, ...) is "
+				       "not allowed: twopcd runs each branch in its own transaction");
 
 			s->expect_rows = -1;
 			er = json_object_get(st, "expect_rows");

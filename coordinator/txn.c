@@ -370,7 +370,15 @@ static void on_phase1_job(PgJob *job, PgConn *conn, PgJobStatus st)
 	}
 	b->state = prepared ? BR_PREPARED : BR_FAILED;
 	pgjob_clear_results(job);
-	pool_release(b->pool, conn);
+	if (prepared) {
+		/* Keep the connection for COMMIT/ROLLBACK PREPARED. Sending phase 2
+		 * through the pool queue would deadlock: the queue can be full of
+		 * phase-1 branches blocked on the very row locks this prepared
+		 * branch holds until it commits. */
+		b->conn = conn;
+	} else {
+		pool_release(b->pool, conn);
+	}
 	phase1_branch_done(b);
 }
 
@@ -453,9 +461,15 @@ static void branch_finish_op(Branch *b)
 	b->job.arg = b;
 	b->retry_at_us = 0;
 	b->op_active = true;
+	if (b->conn != NULL) {
+		/* The connection that prepared the branch. */
+		pgconn_run(b->conn, &b->job);
+		return;
+	}
 	b->waiter.fn = on_finish_conn;
 	b->waiter.arg = b;
 	b->waiter.deadline_us = 0; /* phase 2 never gives up */
+	b->waiter.priority = true; /* finishing frees locks others wait for */
 	pool_acquire(b->pool, &b->waiter);
 }
 

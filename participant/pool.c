@@ -215,6 +215,26 @@ static void dispatch(Pool *p)
 
 void pool_acquire(Pool *p, PoolWaiter *w)
 {
+	if (w->priority) {
+		/* Ahead of every ordinary waiter, behind earlier priority ones. */
+		PoolWaiter *after = NULL;
+		for (PoolWaiter *q = p->whead; q && q->priority; q = q->next)
+			after = q;
+		w->prev = after;
+		w->next = after ? after->next : p->whead;
+		if (after)
+			after->next = w;
+		else
+			p->whead = w;
+		if (w->next)
+			w->next->prev = w;
+		else
+			p->wtail = w;
+		w->queued = true;
+		p->nwaiters++;
+		schedule_dispatch(p);
+		return;
+	}
 	w->prev = p->wtail;
 	w->next = NULL;
 	if (p->wtail)

@@ -30,6 +30,7 @@ struct PoolWaiter {
 	PoolWaitFn fn;
 	void *arg;
 	int64_t deadline_us; /* 0: none */
+	bool priority;	     /* served before ordinary waiters (phase 2, rollbacks) */
 	/* Private to the pool. */
 	PoolWaiter *prev, *next;
 	bool queued;
