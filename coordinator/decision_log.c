@@ -463,13 +463,27 @@ done:
 	return ok;
 }
 
-static bool all_zero(const uint8_t *p, size_t n)
+/* Whether a valid frame starts anywhere in buf[from, len). A crash can only
+ * tear the end of what was written, so a bad frame followed by a good one is
+ * damage, not a torn tail. Cheap plausibility checks come before the CRC. */
+static bool valid_frame_after(const uint8_t *buf, size_t from, size_t len)
 {
-	for (size_t i = 0; i < n; i++) {
-		if (p[i] != 0)
-			return false;
+	for (size_t p = from; p + DLOG_FRAME_HEADER <= len; p++) {
+		uint32_t plen = get_u32(buf + p);
+		uint8_t type = buf[p + 8];
+		DlogRecord rec;
+		size_t flen;
+
+		if (plen > len - p - DLOG_FRAME_HEADER || plen > DLOG_MAX_PAYLOAD)
+			continue;
+		if (!((type == DLOG_DONE && plen == 8) || (type == DLOG_COMMIT && plen >= 19)))
+			continue;
+		if (dlog_decode(buf + p, len - p, &rec, &flen, NULL, 0) == DLOG_DEC_OK) {
+			dlog_record_clear(&rec);
+			return true;
+		}
 	}
-	return true;
+	return false;
 }
 
 /* Replays one segment into the live table. `last` allows a torn tail. */
@@ -490,12 +504,11 @@ static bool replay_segment(Dlog *log, uint64_t seq, bool last, DlogLoadStats *st
 		DlogDecode d = dlog_decode(buf + off, len - off, &rec, &flen, why, sizeof(why));
 
 		if (d != DLOG_DEC_OK) {
-			/* A torn tail: the last frame of the last segment, cut short by
-			 * a crash mid-write (or zero-filled by the file system). Anything
-			 * else is damage we must not paper over. */
-			bool tail = last && (d == DLOG_DEC_SHORT || all_zero(buf + off, len - off) ||
-					     (off + DLOG_FRAME_HEADER + get_u32(buf + off) >= len &&
-					      len - off >= DLOG_FRAME_HEADER));
+			/* A torn tail: in the newest segment, a bad frame with no valid
+			 * frame anywhere after it (a write cut short by a crash, or zero
+			 * fill). Anything else is damage we must not paper over: a flipped
+			 * length in the middle must not truncate the commits after it. */
+			bool tail = last && !valid_frame_after(buf, off + 1, len);
 			if (!tail) {
 				errf(err, errlen,
 				     "decision log %s/%s: bad record at offset %zu (%s) with %zu bytes after it: "

@@ -303,11 +303,15 @@ static void on_phase1_job(PgJob *job, PgConn *conn, PgJobStatus st)
 	b->op_active = false;
 
 	if (st == PGJOB_CONN_LOST) {
-		/* If an earlier query in the pipeline failed, PREPARE never ran and
-		 * the server rolls back on disconnect. Otherwise the PREPARE may or
-		 * may not have happened: unknown, to be rolled back if it did. */
+		/* If the server reported an error for any query of the pipeline
+		 * (an error with a SQLSTATE: e.g. 57P01 at shutdown), PREPARE did not
+		 * succeed and the server rolls back on disconnect. An error libpq
+		 * made up for the lost connection (no SQLSTATE) proves nothing: the
+		 * server may have run everything, PREPARE included. Then the branch
+		 * is unknown and rolled back if it turns out prepared. */
 		for (size_t i = 0; i < job->nresults; i++) {
-			if (job->results[i] && PQresultStatus(job->results[i]) == PGRES_FATAL_ERROR)
+			if (job->results[i] && PQresultStatus(job->results[i]) == PGRES_FATAL_ERROR &&
+			    pg_sqlstate(job->results[i])[0] != '\0')
 				failed_before_prepare = true;
 		}
 		b->state = failed_before_prepare ? BR_FAILED : BR_UNKNOWN;
