@@ -53,13 +53,20 @@ static const KeyDef keys[] = {
 typedef struct ParseCtx {
 	const char *file;
 	Config *cfg;
+	/* The text and our position in it: libinih reads lines through
+	 * config_reader(), which is how we know line numbers, see every section
+	 * header (empty ones too) and catch lines too long for libinih. */
+	const char *text;
+	size_t pos;
+	int lineno;
 	char err[512];
+	int err_line; /* line of the first error (0: none) */
 	bool failed;
-	ParticipantConfig *cur;		/* current [participant] section, or NULL */
+	ParticipantConfig *cur; /* current [participant] section, or NULL */
 	bool in_coordinator;
+	int coordinator_line;	/* 0: no [coordinator] section yet */
 	bool coord_seen[ARRAY_LEN(keys)];
 	bool part_seen[MAX_PARTICIPANTS][ARRAY_LEN(keys)];
-	char last_section[128];
 } ParseCtx;
 
 static bool set_value(Config *cfg, ParticipantConfig *pc, const KeyDef *k, const char *value, char *err, size_t errlen)
@@ -167,82 +174,141 @@ static int fail(ParseCtx *ctx, const char *fmt, const char *a, const char *b)
 {
 	if (!ctx->failed) {
 		ctx->failed = true;
+		ctx->err_line = ctx->lineno;
 		snprintf(ctx->err, sizeof(ctx->err), fmt, a, b);
 	}
 	return 0;
 }
 
-/* Starts a section the first time its header's keys arrive. libinih has no
- * section callback, so a section is recognised when its name changes. */
-static int enter_section(ParseCtx *ctx, const char *section)
+/* A section header line: "[coordinator]" or "[participant NAME]". */
+static void enter_section(ParseCtx *ctx, const char *section)
 {
 	Config *cfg = ctx->cfg;
+	char line[16];
 
-	if (strcmp(section, ctx->last_section) == 0)
-		return 1;
-	strlcpy_s(ctx->last_section, section, sizeof(ctx->last_section));
 	ctx->cur = NULL;
 	ctx->in_coordinator = false;
-
 	if (strcmp(section, "coordinator") == 0) {
-		ctx->in_coordinator = true;
-		return 1;
-	}
-	if (strncmp(section, "participant ", 12) == 0) {
-		const char *name = section + 12;
-		while (*name == ' ')
-			name++;
-		if (!participant_name_valid(name))
-			return fail(ctx, "[%s]: participant name must be 1 to 63 letters, digits, '_' or '-'%s", section, "");
-		for (size_t i = 0; i < cfg->nparticipants; i++) {
-			if (strcmp(cfg->participants[i].name, name) == 0)
-				return fail(ctx, "[%s]: participant '%s' is defined twice", section, name);
+		if (ctx->coordinator_line != 0) {
+			snprintf(line, sizeof(line), "%d", ctx->coordinator_line);
+			fail(ctx, "duplicate [coordinator] section (the first is at line %s)%s", line, "");
+			return;
 		}
-		if (cfg->nparticipants == MAX_PARTICIPANTS)
-			return fail(ctx, "[%s]: too many participants (at most 64)%s", section, "");
+		ctx->coordinator_line = ctx->lineno;
+		ctx->in_coordinator = true;
+		return;
+	}
+	if (strncmp(section, "participant", 11) == 0 && (section[11] == ' ' || section[11] == '\t')) {
+		const char *name = section + 12;
+		while (*name == ' ' || *name == '\t')
+			name++;
+		if (!participant_name_valid(name)) {
+			fail(ctx, "[%s]: a participant name is 1 to 63 letters, digits, '_' or '-'%s", section, "");
+			return;
+		}
+		for (size_t i = 0; i < cfg->nparticipants; i++) {
+			if (strcmp(cfg->participants[i].name, name) == 0) {
+				snprintf(line, sizeof(line), "%d", cfg->participants[i].line);
+				fail(ctx, "duplicate section [participant %s] (the first is at line %s)", name, line);
+				return;
+			}
+		}
+		if (cfg->nparticipants == MAX_PARTICIPANTS) {
+			fail(ctx, "[%s]: too many participants (at most 64)%s", section, "");
+			return;
+		}
 		ParticipantConfig *pc = &cfg->participants[cfg->nparticipants];
 		memset(pc, 0, sizeof(*pc));
 		strlcpy_s(pc->name, name, sizeof(pc->name));
 		pc->index = (unsigned)cfg->nparticipants;
-		pc->pool_size = 8;
+		pc->line = ctx->lineno;
 		cfg->nparticipants++;
 		ctx->cur = pc;
-		return 1;
+		return;
 	}
-	return fail(ctx, "unknown section [%s] (expected [coordinator] or [participant NAME])%s", section, "");
+	fail(ctx, "unknown section [%s] (expected [coordinator] or [participant NAME])%s", section, "");
+}
+
+/* libinih's line source. Hands over one line at a time, without leading
+ * blanks (so indented keys are keys, never continuation lines), and looks
+ * at section headers itself. */
+static char *config_reader(char *str, int num, void *stream)
+{
+	ParseCtx *ctx = stream;
+	const char *p = ctx->text + ctx->pos, *eol;
+	size_t len, skip;
+
+	if (*p == '\0')
+		return NULL;
+	eol = strchr(p, '\n');
+	len = eol ? (size_t)(eol - p) : strlen(p);
+	ctx->pos += len + (eol ? 1 : 0);
+	ctx->lineno++;
+	skip = strspn(p, " \t");
+	p += skip;
+	len -= skip;
+	while (len > 0 && (p[len - 1] == '\r' || p[len - 1] == ' ' || p[len - 1] == '\t'))
+		len--;
+	if (len >= (size_t)num - 1) {
+		char n[16], max[16];
+		snprintf(n, sizeof(n), "%zu", len);
+		snprintf(max, sizeof(max), "%d", num - 2);
+		fail(ctx, "line too long (%s characters; at most %s): for a long conninfo, use service=NAME and a "
+			  "pg_service.conf file",
+		     n, max);
+		len = 0;
+	}
+	memcpy(str, p, len);
+	str[len] = '\0';
+	if (len > 0 && str[0] == '[') {
+		char *end = strchr(str, ']');
+		if (end != NULL) {
+			char name[256];
+			size_t nl = (size_t)(end - str - 1);
+			if (nl >= sizeof(name))
+				nl = sizeof(name) - 1;
+			memcpy(name, str + 1, nl);
+			name[nl] = '\0';
+			while (nl > 0 && (name[nl - 1] == ' ' || name[nl - 1] == '\t'))
+				name[--nl] = '\0';
+			enter_section(ctx, name + strspn(name, " \t"));
+		}
+	}
+	return str;
 }
 
 static int config_ini_handler(void *user, const char *section, const char *name, const char *value)
 {
 	ParseCtx *ctx = user;
 	SectionKind kind;
-	char why[256];
+	char why[256], secname[96];
 	size_t ki;
 
+	(void)section; /* libinih truncates long section names: ours come from config_reader */
 	if (ctx->failed)
-		return 1; /* keep only the first error; libinih keeps its line */
-	if (section == NULL || *section == '\0')
-		return fail(ctx, "%s: key outside of any section%s", name, "");
-	if (!enter_section(ctx, section))
-		return 0;
+		return 1; /* keep only the first error */
 	if (!ctx->in_coordinator && ctx->cur == NULL)
-		return 0;
+		return fail(ctx, "key '%s' outside of any section%s", name, "");
 	kind = ctx->in_coordinator ? SEC_COORDINATOR : SEC_PARTICIPANT;
+	if (kind == SEC_COORDINATOR)
+		snprintf(secname, sizeof(secname), "coordinator");
+	else
+		snprintf(secname, sizeof(secname), "participant %s", ctx->cur->name);
 	for (ki = 0; ki < ARRAY_LEN(keys); ki++) {
 		if (keys[ki].section == kind && strcmp(keys[ki].name, name) == 0)
 			break;
 	}
 	if (ki == ARRAY_LEN(keys))
-		return fail(ctx, "[%s]: unknown key '%s'", section, name);
+		return fail(ctx, "[%s]: unknown key '%s'", secname, name);
 
 	bool *seen = kind == SEC_COORDINATOR ? &ctx->coord_seen[ki] : &ctx->part_seen[ctx->cur->index][ki];
 	if (*seen)
-		return fail(ctx, "[%s]: key '%s' given twice", section, name);
+		return fail(ctx, "[%s]: key '%s' given twice", secname, name);
 	*seen = true;
 	if (!set_value(ctx->cfg, ctx->cur, &keys[ki], value, why, sizeof(why))) {
 		char both[400];
 		snprintf(both, sizeof(both), "%s: %s", name, why);
-		return fail(ctx, "[%s]: %s", section, both);
+		return fail(ctx, "[%s]: %s", secname, both);
 	}
 	return 1;
 }
@@ -257,9 +323,12 @@ static bool apply_defaults_and_check(ParseCtx *ctx, char *err, size_t errlen)
 		if (k->section == SEC_COORDINATOR) {
 			if (ctx->coord_seen[ki])
 				continue;
+			if (k->default_value == NULL && ctx->coordinator_line == 0)
+				return errf(err, errlen, "%s: no [coordinator] section (it needs at least id and log_dir)",
+					    ctx->file);
 			if (k->default_value == NULL)
-				return errf(err, errlen, "%s: [coordinator]: required key '%s' is missing (%s)", ctx->file,
-					    k->name, k->help);
+				return errf(err, errlen, "%s:%d: [coordinator]: required key '%s' is missing (%s)",
+					    ctx->file, ctx->coordinator_line, k->name, k->help);
 			if (!set_value(cfg, NULL, k, k->default_value, why, sizeof(why)))
 				return errf(err, errlen, "%s: default of %s: %s", ctx->file, k->name, why);
 			continue;
@@ -292,33 +361,6 @@ static void config_init(Config *cfg, const char *path)
 	cfg->log_level = LOG_INFO;
 }
 
-/* Section start lines, for "required key missing" messages: libinih does
- * not report them, so find "[participant NAME]" headers ourselves. */
-static void note_section_lines(Config *cfg, const char *text)
-{
-	int line = 1;
-	for (const char *p = text; *p;) {
-		const char *eol = strchr(p, '\n');
-		size_t len = eol ? (size_t)(eol - p) : strlen(p);
-		while (len > 0 && isspace((unsigned char)*p)) {
-			p++;
-			len--;
-		}
-		if (len > 0 && *p == '[') {
-			for (size_t i = 0; i < cfg->nparticipants; i++) {
-				const char *n = cfg->participants[i].name;
-				const char *q = memmem(p, len, n, strlen(n));
-				if (q != NULL && q > p && q[-1] == ' ' && cfg->participants[i].line == 0 && q[strlen(n)] == ']')
-					cfg->participants[i].line = line;
-			}
-		}
-		if (eol == NULL)
-			break;
-		p = eol + 1;
-		line++;
-	}
-}
-
 static bool config_parse_text(const char *text, const char *name, Config *cfg, char *err, size_t errlen)
 {
 	ParseCtx *ctx = xcalloc(1, sizeof(ParseCtx));
@@ -328,18 +370,23 @@ static bool config_parse_text(const char *text, const char *name, Config *cfg, c
 	config_init(cfg, name);
 	ctx->file = name;
 	ctx->cfg = cfg;
-	line = ini_parse_string(text, config_ini_handler, ctx);
-	if (line != 0 || ctx->failed) {
-		if (line > 0 && ctx->failed)
-			errf(err, errlen, "%s:%d: %s", name, line, ctx->err);
-		else if (line > 0)
-			errf(err, errlen, "%s:%d: syntax error (expected [section], key = value or a comment)", name,
-			     line);
-		else
-			errf(err, errlen, "%s: %s", name, ctx->err);
+	ctx->text = text;
+	line = ini_parse_stream(config_reader, ctx, config_ini_handler, ctx);
+	if (line < 0) {
+		errf(err, errlen, "%s: cannot parse (libinih error %d)", name, line);
 		goto done;
 	}
-	note_section_lines(cfg, text);
+	/* libinih reports the first line it found wrong (syntax, or our
+	 * handler saying no); ours may come earlier (section headers, long
+	 * lines are seen only by config_reader). */
+	if (ctx->failed && (line == 0 || ctx->err_line <= line)) {
+		errf(err, errlen, "%s:%d: %s", name, ctx->err_line, ctx->err);
+		goto done;
+	}
+	if (line > 0) {
+		errf(err, errlen, "%s:%d: syntax error (expected [section], key = value, or a comment)", name, line);
+		goto done;
+	}
 	ok = apply_defaults_and_check(ctx, err, errlen);
 done:
 	free(ctx);

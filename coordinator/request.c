@@ -81,7 +81,8 @@ static void first_keyword(const char *sql, char *kw, size_t kwlen, const char **
 		while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '\f' || *p == '(')
 			p++;
 		if (p[0] == '-' && p[1] == '-') {
-			p += strcspn(p, "\n");
+			/* PostgreSQL's lexer ends a -- comment at \n or \r. */
+			p += strcspn(p, "\n\r");
 			continue;
 		}
 		if (p[0] == '/' && p[1] == '*') {
