@@ -16,7 +16,7 @@
 #include "participant.h"
 
 static void settle_participant(const Config *cfg, const ParticipantConfig *pc, PGconn *c, Dlog *dlog,
-			       RecoveryStats *st, bool *failed)
+			       TxnMgr *mgr, RecoveryStats *st, bool *failed)
 {
 	char like[128], err[512];
 	PreparedXact *xs = NULL;
@@ -44,6 +44,7 @@ static void settle_participant(const Config *cfg, const ParticipantConfig *pc, P
 		log_txn(LOG_INFO, txn, "participant=%s recovery: %s %s (prepared %llds ago)%s", pc->name,
 			commit ? "committed" : "rolled back", xs[i].gid, (long long)xs[i].age_s,
 			gone ? " — it had already gone" : "");
+		txnmgr_note_outcome(mgr, txn, commit);
 		if (commit)
 			st->committed++;
 		else
@@ -99,7 +100,7 @@ bool recovery_run(const Config *cfg, Dlog *dlog, TxnMgr *mgr, RecoveryStats *st,
 			st->unreachable++;
 			continue;
 		}
-		settle_participant(cfg, pc, c, dlog, st, &failed);
+		settle_participant(cfg, pc, c, dlog, mgr, st, &failed);
 		PQfinish(c);
 		settled[p] = !failed;
 	}
@@ -119,6 +120,7 @@ bool recovery_run(const Config *cfg, Dlog *dlog, TxnMgr *mgr, RecoveryStats *st,
 				all = false;
 		}
 		if (all) {
+			txnmgr_note_outcome(mgr, ids[i], true);
 			dlog_append_done(dlog, ids[i]);
 			st->done_written++;
 		} else {

@@ -780,6 +780,12 @@ TxnStatus txnmgr_status(TxnMgr *m, uint64_t id)
 	return TXS_UNKNOWN;
 }
 
+void txnmgr_note_outcome(TxnMgr *m, uint64_t id, bool committed)
+{
+	if (!idmap_contains(&m->inflight, id))
+		recent_add(m, id, committed ? TXS_COMMITTED : TXS_ABORTED);
+}
+
 size_t txnmgr_in_flight(const TxnMgr *m) { return m->ninflight; }
 
 bool txnmgr_is_in_flight(const TxnMgr *m, uint64_t id) { return idmap_contains(&m->inflight, id); }

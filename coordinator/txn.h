@@ -147,6 +147,9 @@ Txn *txn_begin(TxnMgr *m, TxnRequest *req, TxnReplyFn reply, void *arg);
 void txn_resume_commit(TxnMgr *m, const DlogRecord *rec);
 
 TxnStatus txnmgr_status(TxnMgr *m, uint64_t id);
+/* Remembers an outcome decided outside a live transaction (recovery), so
+ * GET /v1/transactions/{id} can answer the client that lost its reply. */
+void txnmgr_note_outcome(TxnMgr *m, uint64_t id, bool committed);
 size_t txnmgr_in_flight(const TxnMgr *m);
 bool txnmgr_is_in_flight(const TxnMgr *m, uint64_t id);
 void txnmgr_get_stats(const TxnMgr *m, TxnMgrStats *out);

@@ -37,7 +37,6 @@
 /* The environment the exit and signal handlers clean up. A global because
  * handlers take no arguments; it only ever points at the caller's TlEnv. */
 static TlEnv *tl_registered_env;
-static bool tl_keep_tmp;
 static struct sigaction tl_old_sigint, tl_old_sigterm;
 
 static void tl_seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -270,7 +269,7 @@ static void tl_env_teardown_raw(TlEnv *env)
 		tl_run_raw(argv);
 	}
 	env->ncluster = 0;
-	if (env->tmpdir[0] != '\0' && !tl_keep_tmp) {
+	if (env->tmpdir[0] != '\0' && !env->keep_tmpdir) {
 		const char *argv[] = {TL_RM, "-rf", env->tmpdir, NULL};
 
 		tl_run_raw(argv);
@@ -305,7 +304,18 @@ bool tl_env_init(TlEnv *env, char *err, size_t errlen)
 
 	memset(env, 0, sizeof *env);
 	env->creator = getpid();
-	if (tmp == NULL || tmp[0] == '\0')
+	/* register first, so that whatever gets made below is cleaned up */
+	tl_registered_env = env;
+	if (!atexit_done) {
+		if (atexit(tl_atexit) != 0) {
+			tl_seterr(err, errlen, "atexit failed");
+			return false;
+		}
+		atexit_done = true;
+	}
+	/* the servers put their Unix sockets in their data directories, and a
+	 * socket path must fit in 108 bytes: fall back to /tmp for a deep TMPDIR */
+	if (tmp == NULL || tmp[0] == '\0' || strlen(tmp) > 60)
 		tmp = "/tmp";
 	if (top == NULL || top[0] == '\0')
 		top = ".";
@@ -342,14 +352,6 @@ bool tl_env_init(TlEnv *env, char *err, size_t errlen)
 		return false;
 	}
 
-	tl_registered_env = env;
-	if (!atexit_done) {
-		if (atexit(tl_atexit) != 0) {
-			tl_seterr(err, errlen, "atexit failed");
-			return false;
-		}
-		atexit_done = true;
-	}
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = tl_on_signal;
 	sigemptyset(&sa.sa_mask);
@@ -359,12 +361,6 @@ bool tl_env_init(TlEnv *env, char *err, size_t errlen)
 		return false;
 	}
 	return true;
-}
-
-void tl_env_keep_tmpdir(TlEnv *env, bool keep)
-{
-	(void)env;
-	tl_keep_tmp = keep;
 }
 
 void tl_env_destroy(TlEnv *env)
@@ -1029,7 +1025,6 @@ bool tl_http_request(int port, const char *method, const char *path, const char 
 	int fd = -1;
 	int hlen;
 	int read_errno = 0;
-	bool sent;
 	bool ok = false;
 
 	memset(resp, 0, sizeof *resp);
@@ -1066,8 +1061,8 @@ bool tl_http_request(int port, const char *method, const char *path, const char 
 	}
 	/* A server may answer (413, say) and close before reading everything we
 	 * send, so a failed send is judged by whether a response comes back. */
-	sent = tl_send_all(fd, head, (size_t)hlen) && tl_send_all(fd, body ? body : "", body_len);
-	(void)sent;
+	if (tl_send_all(fd, head, (size_t)hlen))
+		(void)tl_send_all(fd, body ? body : "", body_len);
 	for (;;) {
 		ssize_t n;
 

@@ -51,6 +51,7 @@ struct TlEnv {
 	char pg_cluster[TL_PATH_MAX]; /* path of scripts/pg-cluster */
 	char builddir[TL_PATH_MAX];   /* where twopcd was built */
 	pid_t creator;                /* only this process destroys anything */
+	bool keep_tmpdir;             /* leave tmpdir (logs, data) for debugging */
 	int ncluster;
 	TlCluster clusters[TL_MAX_CLUSTERS];
 };
@@ -82,15 +83,14 @@ struct TlHttpResponse {
 /* Why the suite cannot run here (no PostgreSQL server binaries), or NULL. */
 const char *tl_skip_reason(void);
 
-/* Creates the temporary directory and installs exit/signal handlers. */
+/* Creates the temporary directory and installs exit/signal handlers. Set
+ * env->keep_tmpdir afterwards to keep the directory (clusters still stop). */
 bool tl_env_init(TlEnv *env, char *err, size_t errlen) TL_WUR;
 /* Creates, starts and creates database bank in one more cluster. */
 bool tl_env_add_cluster(TlEnv *env, const char *name, char *err, size_t errlen) TL_WUR;
 /* Destroys every cluster and the temporary directory; a no-op in any
  * process but the creator, and safe to call twice. */
 void tl_env_destroy(TlEnv *env);
-/* Keep the temporary directory (clusters are still stopped) for debugging. */
-void tl_env_keep_tmpdir(TlEnv *env, bool keep);
 
 TlCluster *tl_env_cluster(TlEnv *env, const char *name);
 
