@@ -15,7 +15,7 @@
 #include <libpq-fe.h>
 
 typedef enum KeyType {
-	KT_INT,	      /* int64 within [min, max] */
+	KT_INT,       /* int64 within [min, max] */
 	KT_STRING,    /* heap string */
 	KT_COORD_ID,  /* [A-Za-z0-9_]{1,32} */
 	KT_LISTEN,    /* host:port or [v6]:port */
@@ -35,19 +35,19 @@ typedef struct KeyDef {
 } KeyDef;
 
 static const KeyDef keys[] = {
-	{SEC_COORDINATOR, "id", KT_COORD_ID, NULL, 0, 0, "coordinator id, part of every GID: [A-Za-z0-9_]{1,32}"},
-	{SEC_COORDINATOR, "listen", KT_LISTEN, "127.0.0.1:8432", 0, 0, "HTTP listen address host:port"},
-	{SEC_COORDINATOR, "log_dir", KT_STRING, NULL, 0, 0, "decision log directory (created if missing)"},
-	{SEC_COORDINATOR, "default_timeout_ms", KT_INT, "5000", 1, 3600000, "timeout of a request without timeout_ms"},
-	{SEC_COORDINATOR, "max_timeout_ms", KT_INT, "60000", 1, 3600000, "cap on a request's timeout_ms"},
-	{SEC_COORDINATOR, "lock_timeout_ms", KT_INT, "1000", 0, 3600000,
-	 "lock_timeout of every branch; breaks deadlocks that span participants"},
-	{SEC_COORDINATOR, "max_body_bytes", KT_INT, "1048576", 1024, 1073741824, "largest request body (413 past it)"},
-	{SEC_COORDINATOR, "max_in_flight", KT_INT, "10000", 1, 10000000, "most transactions in flight (503 past it)"},
-	{SEC_COORDINATOR, "log_segment_bytes", KT_INT, "16777216", 4096, 1073741824, "decision-log segment size"},
-	{SEC_COORDINATOR, "log_level", KT_LOG_LEVEL, "info", 0, 0, "debug, info, warning or error"},
-	{SEC_PARTICIPANT, "conninfo", KT_CONNINFO, NULL, 0, 0, "libpq connection string; must name a dbname"},
-	{SEC_PARTICIPANT, "pool_size", KT_INT, "8", 1, 1000, "connections to this participant"},
+    {SEC_COORDINATOR, "id", KT_COORD_ID, NULL, 0, 0, "coordinator id, part of every GID: [A-Za-z0-9_]{1,32}"},
+    {SEC_COORDINATOR, "listen", KT_LISTEN, "127.0.0.1:8432", 0, 0, "HTTP listen address host:port"},
+    {SEC_COORDINATOR, "log_dir", KT_STRING, NULL, 0, 0, "decision log directory (created if missing)"},
+    {SEC_COORDINATOR, "default_timeout_ms", KT_INT, "5000", 1, 3600000, "timeout of a request without timeout_ms"},
+    {SEC_COORDINATOR, "max_timeout_ms", KT_INT, "60000", 1, 3600000, "cap on a request's timeout_ms"},
+    {SEC_COORDINATOR, "lock_timeout_ms", KT_INT, "1000", 0, 3600000,
+     "lock_timeout of every branch; breaks deadlocks that span participants"},
+    {SEC_COORDINATOR, "max_body_bytes", KT_INT, "1048576", 1024, 1073741824, "largest request body (413 past it)"},
+    {SEC_COORDINATOR, "max_in_flight", KT_INT, "10000", 1, 10000000, "most transactions in flight (503 past it)"},
+    {SEC_COORDINATOR, "log_segment_bytes", KT_INT, "16777216", 4096, 1073741824, "decision-log segment size"},
+    {SEC_COORDINATOR, "log_level", KT_LOG_LEVEL, "info", 0, 0, "debug, info, warning or error"},
+    {SEC_PARTICIPANT, "conninfo", KT_CONNINFO, NULL, 0, 0, "libpq connection string; must name a dbname"},
+    {SEC_PARTICIPANT, "pool_size", KT_INT, "8", 1, 1000, "connections to this participant"},
 };
 
 typedef struct ParseCtx {
@@ -64,7 +64,7 @@ typedef struct ParseCtx {
 	bool failed;
 	ParticipantConfig *cur; /* current [participant] section, or NULL */
 	bool in_coordinator;
-	int coordinator_line;	/* 0: no [coordinator] section yet */
+	int coordinator_line; /* 0: no [coordinator] section yet */
 	bool coord_seen[ARRAY_LEN(keys)];
 	bool part_seen[MAX_PARTICIPANTS][ARRAY_LEN(keys)];
 } ParseCtx;
@@ -77,12 +77,12 @@ static bool set_value(Config *cfg, ParticipantConfig *pc, const KeyDef *k, const
 	case KT_INT:
 		if (!parse_i64(value, k->min, k->max, &v))
 			return errf(err, errlen, "expected an integer from %lld to %lld, got '%s'", (long long)k->min,
-				    (long long)k->max, value);
+			            (long long)k->max, value);
 		break;
 	case KT_COORD_ID:
 		if (!coord_id_valid(value))
 			return errf(err, errlen, "'%s' is not a valid id: 1 to %d letters, digits or '_'", value,
-				    COORD_ID_MAX);
+			            COORD_ID_MAX);
 		strlcpy_s(cfg->coord_id, value, sizeof(cfg->coord_id));
 		return true;
 	case KT_LISTEN: {
@@ -253,8 +253,9 @@ static char *config_reader(char *str, int num, void *stream)
 		char n[16], max[16];
 		snprintf(n, sizeof(n), "%zu", len);
 		snprintf(max, sizeof(max), "%d", num - 2);
-		fail(ctx, "line too long (%s characters; at most %s): for a long conninfo, use service=NAME and a "
-			  "pg_service.conf file",
+		fail(ctx,
+		     "line too long (%s characters; at most %s): for a long conninfo, use service=NAME and a "
+		     "pg_service.conf file",
 		     n, max);
 		len = 0;
 	}
@@ -324,11 +325,12 @@ static bool apply_defaults_and_check(ParseCtx *ctx, char *err, size_t errlen)
 			if (ctx->coord_seen[ki])
 				continue;
 			if (k->default_value == NULL && ctx->coordinator_line == 0)
-				return errf(err, errlen, "%s: no [coordinator] section (it needs at least id and log_dir)",
-					    ctx->file);
+				return errf(err, errlen,
+				            "%s: no [coordinator] section (it needs at least id and log_dir)",
+				            ctx->file);
 			if (k->default_value == NULL)
 				return errf(err, errlen, "%s:%d: [coordinator]: required key '%s' is missing (%s)",
-					    ctx->file, ctx->coordinator_line, k->name, k->help);
+				            ctx->file, ctx->coordinator_line, k->name, k->help);
 			if (!set_value(cfg, NULL, k, k->default_value, why, sizeof(why)))
 				return errf(err, errlen, "%s: default of %s: %s", ctx->file, k->name, why);
 			continue;
@@ -338,18 +340,18 @@ static bool apply_defaults_and_check(ParseCtx *ctx, char *err, size_t errlen)
 				continue;
 			if (k->default_value == NULL)
 				return errf(err, errlen, "%s:%d: [participant %s]: required key '%s' is missing (%s)",
-					    ctx->file, cfg->participants[p].line, cfg->participants[p].name, k->name,
-					    k->help);
+				            ctx->file, cfg->participants[p].line, cfg->participants[p].name, k->name,
+				            k->help);
 			if (!set_value(cfg, &cfg->participants[p], k, k->default_value, why, sizeof(why)))
 				return errf(err, errlen, "%s: default of %s: %s", ctx->file, k->name, why);
 		}
 	}
 	if (cfg->nparticipants == 0)
 		return errf(err, errlen, "%s: no [participant NAME] section: twopcd needs at least one participant",
-			    ctx->file);
+		            ctx->file);
 	if (cfg->default_timeout_ms > cfg->max_timeout_ms)
 		return errf(err, errlen, "%s: [coordinator]: default_timeout_ms (%lld) exceeds max_timeout_ms (%lld)",
-			    ctx->file, (long long)cfg->default_timeout_ms, (long long)cfg->max_timeout_ms);
+		            ctx->file, (long long)cfg->default_timeout_ms, (long long)cfg->max_timeout_ms);
 	return true;
 }
 
@@ -468,7 +470,7 @@ void config_print_reference(void)
 	for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
 		const KeyDef *k = &keys[i];
 		printf("  [%s] %-20s %s%s%s%s\n", k->section == SEC_COORDINATOR ? "coordinator" : "participant NAME",
-		       k->name, k->help, k->default_value ? " (default " : " (required", k->default_value ? k->default_value : "",
-		       ")");
+		       k->name, k->help, k->default_value ? " (default " : " (required",
+		       k->default_value ? k->default_value : "", ")");
 	}
 }

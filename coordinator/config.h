@@ -18,14 +18,14 @@
 #include "util.h"
 
 #define PARTICIPANT_NAME_MAX 63
-#define MAX_PARTICIPANTS 64
+#define MAX_PARTICIPANTS     64
 
 typedef struct ParticipantConfig {
 	char name[PARTICIPANT_NAME_MAX + 1];
 	char *conninfo;
 	int64_t pool_size;
 	unsigned index; /* position in the file; part of every GID of this participant */
-	int line;	/* where its section starts, for messages */
+	int line;       /* where its section starts, for messages */
 } ParticipantConfig;
 
 typedef struct Config {
@@ -35,10 +35,10 @@ typedef struct Config {
 	int listen_port;
 	char *log_dir;
 	int64_t default_timeout_ms; /* used when a request gives no timeout_ms */
-	int64_t max_timeout_ms;	    /* a request's timeout_ms is capped here */
+	int64_t max_timeout_ms;     /* a request's timeout_ms is capped here */
 	int64_t lock_timeout_ms;    /* SET LOCAL lock_timeout on every branch */
-	int64_t max_body_bytes;	    /* larger request bodies get 413 */
-	int64_t max_in_flight;	    /* past this, 503 */
+	int64_t max_body_bytes;     /* larger request bodies get 413 */
+	int64_t max_in_flight;      /* past this, 503 */
 	int64_t log_segment_bytes;  /* decision-log segment size before rotation */
 	LogLevel log_level;
 	ParticipantConfig *participants;

@@ -51,7 +51,10 @@ static void put_u64(uint8_t *p, uint64_t v)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
 
-static uint16_t get_u16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static uint16_t get_u16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | (p[1] << 8));
+}
 
 static uint32_t get_u32(const uint8_t *p)
 {
@@ -82,7 +85,10 @@ static size_t payload_size(const DlogRecord *rec)
 	return 0;
 }
 
-size_t dlog_encoded_size(const DlogRecord *rec) { return DLOG_FRAME_HEADER + payload_size(rec); }
+size_t dlog_encoded_size(const DlogRecord *rec)
+{
+	return DLOG_FRAME_HEADER + payload_size(rec);
+}
 
 size_t dlog_encode(const DlogRecord *rec, uint8_t *buf)
 {
@@ -218,7 +224,7 @@ typedef struct Completion {
 	DlogDoneFn fn;
 	void *arg;
 	DlogRecord *rec; /* the COMMIT, handed to the live table on completion */
-	uint64_t seg;	 /* set by the log thread: where the record landed */
+	uint64_t seg;    /* set by the log thread: where the record landed */
 } Completion;
 
 typedef struct CompVec {
@@ -314,7 +320,10 @@ static void seg_add(Dlog *log, uint64_t seq)
 	log->nsegs++;
 }
 
-static void seg_name(char *buf, size_t len, uint64_t seq) { snprintf(buf, len, "%016llx.seg", (unsigned long long)seq); }
+static void seg_name(char *buf, size_t len, uint64_t seq)
+{
+	snprintf(buf, len, "%016llx.seg", (unsigned long long)seq);
+}
 
 static bool seg_name_parse(const char *name, uint64_t *seq)
 {
@@ -382,9 +391,9 @@ static bool take_lock(Dlog *log, char *err, size_t errlen)
 		holder[r > 0 ? r : 0] = '\0';
 		holder[strcspn(holder, "\n")] = '\0';
 		return errf(err, errlen,
-			    "log directory %s is locked by another process (pid %s): only one twopcd or "
-			    "twopc-recover may use a decision log at a time",
-			    log->dir, holder[0] ? holder : "unknown");
+		            "log directory %s is locked by another process (pid %s): only one twopcd or "
+		            "twopc-recover may use a decision log at a time",
+		            log->dir, holder[0] ? holder : "unknown");
 	}
 	n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
 	if (ftruncate(log->lockfd, 0) != 0 || pwrite(log->lockfd, pid, (size_t)n, 0) != n)
@@ -527,8 +536,8 @@ static bool replay_segment(Dlog *log, uint64_t seq, bool last, DlogLoadStats *st
 			}
 			close(fd);
 			log_warning("decision log %s/%s: torn tail at offset %zu (%s): truncated %zu bytes "
-				    "left by a crash mid-write; no acknowledged decision was in them",
-				    log->dir, name, off, why, len - off);
+			            "left by a crash mid-write; no acknowledged decision was in them",
+			            log->dir, name, off, why, len - off);
 			st->truncated_bytes += len - off;
 			break;
 		}
@@ -692,8 +701,8 @@ static void *log_thread_main(void *arg)
 			/* Rotate. Sync first: only the newest segment may hold a torn tail. */
 			if (log->unsynced && fdatasync(log->fd) != 0)
 				log_fatal("decision log: fdatasync of segment %016llx failed: %s; stopping rather "
-					  "than guess what is on disk",
-					  (unsigned long long)log->active_seq, strerror(errno));
+				          "than guess what is on disk",
+				          (unsigned long long)log->active_seq, strerror(errno));
 			close(log->fd);
 			if (!create_segment(log, log->active_seq + 1, err, sizeof(err)))
 				log_fatal("decision log: %s", err);
@@ -704,16 +713,16 @@ static void *log_thread_main(void *arg)
 		}
 		if (!write_all(log->fd, batch.p, batch.n))
 			log_fatal("decision log: write to segment %016llx failed: %s; stopping rather than guess "
-				  "what is on disk",
-				  (unsigned long long)log->active_seq, strerror(errno));
+			          "what is on disk",
+			          (unsigned long long)log->active_seq, strerror(errno));
 		log->active_size += (int64_t)batch.n;
 		log->unsynced = true;
 		FAULT_POINT(FAULT_AFTER_LOG_WRITE);
 		if (need_sync) {
 			if (fdatasync(log->fd) != 0)
 				log_fatal("decision log: fdatasync of segment %016llx failed: %s; stopping rather "
-					  "than guess what is on disk",
-					  (unsigned long long)log->active_seq, strerror(errno));
+				          "than guess what is on disk",
+				          (unsigned long long)log->active_seq, strerror(errno));
 			log->unsynced = false;
 		}
 
@@ -828,7 +837,10 @@ const DlogRecord *dlog_find_commit(const Dlog *log, uint64_t txn_id)
 	return lc ? lc->rec : NULL;
 }
 
-const IdMap *dlog_live_commits(const Dlog *log) { return &log->live; }
+const IdMap *dlog_live_commits(const Dlog *log)
+{
+	return &log->live;
+}
 
 void dlog_get_stats(Dlog *log, DlogStats *out)
 {

@@ -29,37 +29,37 @@ struct event_base;
 
 typedef enum DlogType {
 	DLOG_COMMIT = 1, /* the commit decision of a transaction */
-	DLOG_DONE = 2,	 /* every branch of that transaction committed */
+	DLOG_DONE = 2,   /* every branch of that transaction committed */
 } DlogType;
 
 #define DLOG_FRAME_HEADER 9
-#define DLOG_MAX_PAYLOAD (64 * 1024)
-#define DLOG_NAME_MAX 63
+#define DLOG_MAX_PAYLOAD  (64 * 1024)
+#define DLOG_NAME_MAX     63
 
 typedef struct DlogBranchRef {
-	uint16_t index;		     /* participant index at the time: part of the GID */
+	uint16_t index;               /* participant index at the time: part of the GID */
 	char name[DLOG_NAME_MAX + 1]; /* participant name */
 } DlogBranchRef;
 
 typedef struct DlogRecord {
 	DlogType type;
 	uint64_t txn_id;
-	int64_t wall_ms;	/* COMMIT: when the decision was taken */
-	uint16_t nbranches;	/* COMMIT */
+	int64_t wall_ms;         /* COMMIT: when the decision was taken */
+	uint16_t nbranches;      /* COMMIT */
 	DlogBranchRef *branches; /* COMMIT: heap array owned by the record */
 } DlogRecord;
 
 typedef enum DlogDecode {
-	DLOG_DEC_OK,	/* one record decoded */
+	DLOG_DEC_OK,    /* one record decoded */
 	DLOG_DEC_SHORT, /* the buffer ends inside the frame (a torn tail if at EOF) */
-	DLOG_DEC_BAD,	/* bad length, checksum or payload */
+	DLOG_DEC_BAD,   /* bad length, checksum or payload */
 } DlogDecode;
 
 /* Encoding and decoding, pure functions (unit-tested and fuzzed). */
 size_t dlog_encoded_size(const DlogRecord *rec);
 size_t dlog_encode(const DlogRecord *rec, uint8_t *buf);
-DlogDecode dlog_decode(const uint8_t *buf, size_t len, DlogRecord *out, size_t *frame_len,
-		       char *err, size_t errlen) WARN_UNUSED;
+DlogDecode dlog_decode(const uint8_t *buf, size_t len, DlogRecord *out, size_t *frame_len, char *err,
+                       size_t errlen) WARN_UNUSED;
 void dlog_record_clear(DlogRecord *rec);
 DlogRecord *dlog_record_copy(const DlogRecord *rec);
 void dlog_record_free(DlogRecord *rec);
@@ -70,7 +70,7 @@ typedef struct Dlog Dlog;
 typedef struct DlogLoadStats {
 	uint64_t segments;
 	uint64_t records;
-	uint64_t live_commits;	  /* COMMITs without DONE */
+	uint64_t live_commits;    /* COMMITs without DONE */
 	uint64_t truncated_bytes; /* torn tail cut off */
 	uint64_t max_txn_id;
 	uint64_t segments_removed;
@@ -81,8 +81,8 @@ typedef void (*DlogDoneFn)(void *arg);
 /* Locks the directory (flock; one daemon per log), replays every segment,
  * truncates a torn tail (saying so), fails on a bad frame elsewhere, and
  * opens a fresh active segment. */
-bool dlog_open(const char *dir, int64_t segment_bytes, Dlog **out, DlogLoadStats *stats,
-	       char *err, size_t errlen) WARN_UNUSED;
+bool dlog_open(const char *dir, int64_t segment_bytes, Dlog **out, DlogLoadStats *stats, char *err,
+               size_t errlen) WARN_UNUSED;
 
 /* Starts the log thread; completions will run on `base`. */
 bool dlog_start(Dlog *log, struct event_base *base, char *err, size_t errlen) WARN_UNUSED;

@@ -16,16 +16,19 @@ FaultPoint fault_armed = FAULT_NONE;
 static long fault_countdown = 1;
 
 static const char *const fault_names[FAULT_POINT_COUNT] = {
-	[FAULT_NONE] = "none",
-	[FAULT_BEFORE_LOG_COMMIT] = "before_log_commit",
-	[FAULT_AFTER_LOG_WRITE] = "after_log_write",
-	[FAULT_AFTER_LOG_FSYNC] = "after_log_fsync",
-	[FAULT_AFTER_FIRST_COMMIT_PREPARED] = "after_first_commit_prepared",
-	[FAULT_BEFORE_LOG_DONE] = "before_log_done",
-	[FAULT_SWEEP_BETWEEN_READS] = "sweep_between_reads",
+    [FAULT_NONE] = "none",
+    [FAULT_BEFORE_LOG_COMMIT] = "before_log_commit",
+    [FAULT_AFTER_LOG_WRITE] = "after_log_write",
+    [FAULT_AFTER_LOG_FSYNC] = "after_log_fsync",
+    [FAULT_AFTER_FIRST_COMMIT_PREPARED] = "after_first_commit_prepared",
+    [FAULT_BEFORE_LOG_DONE] = "before_log_done",
+    [FAULT_SWEEP_BETWEEN_READS] = "sweep_between_reads",
 };
 
-const char *fault_name(FaultPoint p) { return p < FAULT_POINT_COUNT ? fault_names[p] : "?"; }
+const char *fault_name(FaultPoint p)
+{
+	return p < FAULT_POINT_COUNT ? fault_names[p] : "?";
+}
 
 bool fault_init(const char *spec, char *err, size_t errlen)
 {

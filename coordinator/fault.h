@@ -17,12 +17,12 @@
 
 typedef enum FaultPoint {
 	FAULT_NONE = 0,
-	FAULT_BEFORE_LOG_COMMIT,	   /* every branch prepared, COMMIT record not yet appended */
-	FAULT_AFTER_LOG_WRITE,		   /* COMMIT record written, before its fdatasync */
-	FAULT_AFTER_LOG_FSYNC,		   /* COMMIT record durable, before any COMMIT PREPARED */
+	FAULT_BEFORE_LOG_COMMIT,           /* every branch prepared, COMMIT record not yet appended */
+	FAULT_AFTER_LOG_WRITE,             /* COMMIT record written, before its fdatasync */
+	FAULT_AFTER_LOG_FSYNC,             /* COMMIT record durable, before any COMMIT PREPARED */
 	FAULT_AFTER_FIRST_COMMIT_PREPARED, /* one branch committed, others still prepared */
-	FAULT_BEFORE_LOG_DONE,		   /* every branch committed, DONE not yet appended */
-	FAULT_SWEEP_BETWEEN_READS,	   /* sweeper: between its two reads of pg_prepared_xacts */
+	FAULT_BEFORE_LOG_DONE,             /* every branch committed, DONE not yet appended */
+	FAULT_SWEEP_BETWEEN_READS,         /* sweeper: between its two reads of pg_prepared_xacts */
 	FAULT_POINT_COUNT,
 } FaultPoint;
 
@@ -33,10 +33,10 @@ bool fault_init(const char *spec, char *err, size_t errlen) WARN_UNUSED;
 const char *fault_name(FaultPoint p);
 void fault_fire(FaultPoint p);
 
-#define FAULT_POINT(p)                              \
-	do {                                        \
-		if (unlikely(fault_armed == (p)))   \
-			fault_fire(p);              \
+#define FAULT_POINT(p)                                                                                                 \
+	do {                                                                                                           \
+		if (unlikely(fault_armed == (p)))                                                                      \
+			fault_fire(p);                                                                                 \
 	} while (0)
 
 #endif

@@ -21,8 +21,8 @@ bool coord_id_valid(const char *id)
 
 bool gid_build(char *buf, size_t buflen, const char *coord_id, uint64_t txn_id, unsigned participant_index)
 {
-	int n = snprintf(buf, buflen, GID_PREFIX "%s_%016llx_%u", coord_id, (unsigned long long)txn_id,
-			 participant_index);
+	int n =
+	    snprintf(buf, buflen, GID_PREFIX "%s_%016llx_%u", coord_id, (unsigned long long)txn_id, participant_index);
 	return n > 0 && (size_t)n < buflen && n < GID_MAX;
 }
 

@@ -17,10 +17,10 @@
 
 #include "util.h"
 
-#define GID_PREFIX "twopc_"
-#define GID_MAX 200		/* PostgreSQL's limit is 200 bytes including the NUL */
-#define COORD_ID_MAX 32		/* longest coordinator id */
-#define TXN_ID_HEX 16
+#define GID_PREFIX   "twopc_"
+#define GID_MAX      200 /* PostgreSQL's limit is 200 bytes including the NUL */
+#define COORD_ID_MAX 32  /* longest coordinator id */
+#define TXN_ID_HEX   16
 
 /* Formats a GID into buf (GID_MAX bytes). */
 bool gid_build(char *buf, size_t buflen, const char *coord_id, uint64_t txn_id, unsigned participant_index) WARN_UNUSED;

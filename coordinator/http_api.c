@@ -42,7 +42,7 @@ static void send_json(struct evhttp_request *req, int status, const char *reason
 	char *text = json_dumps(body, JSON_COMPACT);
 
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-			  problem ? "application/problem+json" : "application/json");
+	                  problem ? "application/problem+json" : "application/json");
 	if (text != NULL) {
 		evbuffer_add(buf, text, strlen(text));
 		evbuffer_add(buf, "\n", 1);
@@ -79,7 +79,7 @@ static const char *reason_phrase(int status)
 
 /* A problem document; `extra` (may be NULL) adds members and is consumed. */
 static void send_problem(struct evhttp_request *req, int status, const char *slug, const char *title,
-			 const char *detail, json_t *extra)
+                         const char *detail, json_t *extra)
 {
 	char type[128];
 	json_t *p = json_object();
@@ -130,18 +130,22 @@ static void reply_aborted(struct evhttp_request *req, Txn *t)
 		status = 409, slug = "statement-failed", title = "A statement failed; the transaction was rolled back";
 		break;
 	case ABORT_EXPECT_ROWS:
-		status = 409, slug = "expect-rows", title = "An expect_rows guard did not hold; the transaction was rolled back";
+		status = 409, slug = "expect-rows",
+		title = "An expect_rows guard did not hold; the transaction was rolled back";
 		json_object_set_new(x, "expected_rows", json_integer(t->expected_rows));
 		json_object_set_new(x, "actual_rows", json_integer(t->actual_rows));
 		break;
 	case ABORT_PREPARE:
-		status = 409, slug = "prepare-failed", title = "PREPARE TRANSACTION failed; the transaction was rolled back";
+		status = 409, slug = "prepare-failed",
+		title = "PREPARE TRANSACTION failed; the transaction was rolled back";
 		break;
 	case ABORT_TIMEOUT:
-		status = 504, slug = "timeout", title = "The transaction timed out before its decision and was rolled back";
+		status = 504, slug = "timeout",
+		title = "The transaction timed out before its decision and was rolled back";
 		break;
 	case ABORT_SHUTDOWN:
-		status = 503, slug = "shutting-down", title = "twopcd is shutting down; the transaction was rolled back";
+		status = 503, slug = "shutting-down",
+		title = "twopcd is shutting down; the transaction was rolled back";
 		break;
 	case ABORT_UNAVAILABLE:
 	default:
@@ -178,13 +182,13 @@ static void handle_post_txn(HttpApi *api, struct evhttp_request *req)
 	if (api->draining) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
 		send_problem(req, 503, "shutting-down", "twopcd is shutting down",
-			     "no new transactions are accepted while twopcd stops", NULL);
+		             "no new transactions are accepted while twopcd stops", NULL);
 		return;
 	}
 	if ((int64_t)txnmgr_in_flight(api->mgr) >= api->cfg->max_in_flight) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
 		send_problem(req, 503, "too-many-in-flight", "Too many transactions in flight",
-			     "max_in_flight transactions are already running; retry shortly", NULL);
+		             "max_in_flight transactions are already running; retry shortly", NULL);
 		return;
 	}
 	const char *body = (const char *)evbuffer_pullup(in, (ssize_t)len);
@@ -203,17 +207,17 @@ static void handle_get_txn(HttpApi *api, struct evhttp_request *req, const char 
 {
 	uint64_t id;
 	static const char *const names[] = {
-		[TXS_UNKNOWN] = "unknown",
-		[TXS_IN_PROGRESS] = "in_progress",
-		[TXS_COMMITTED] = "committed",
-		[TXS_ABORTED] = "aborted",
+	    [TXS_UNKNOWN] = "unknown",
+	    [TXS_IN_PROGRESS] = "in_progress",
+	    [TXS_COMMITTED] = "committed",
+	    [TXS_ABORTED] = "aborted",
 	};
 
 	if (!txn_id_parse(idtext, &id)) {
 		json_t *x = json_object();
 		json_object_set_new(x, "field", json_string("id"));
 		send_problem(req, 400, "invalid-request", "Invalid request",
-			     "a transaction id is 16 lowercase hexadecimal digits", x);
+		             "a transaction id is 16 lowercase hexadecimal digits", x);
 		return;
 	}
 	json_t *body = json_object();
@@ -252,8 +256,7 @@ static void handle_healthz(HttpApi *api, struct evhttp_request *req)
 static void method_not_allowed(struct evhttp_request *req, const char *allow)
 {
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
-	send_problem(req, 405, "method-not-allowed", "Method not allowed", "this path does not take that method",
-		     NULL);
+	send_problem(req, 405, "method-not-allowed", "Method not allowed", "this path does not take that method", NULL);
 }
 
 static void on_request(struct evhttp_request *req, void *arg)
@@ -322,7 +325,10 @@ HttpApi *http_api_start(struct event_base *base, const Config *cfg, TxnMgr *mgr,
 	return api;
 }
 
-void http_api_drain(HttpApi *api) { api->draining = true; }
+void http_api_drain(HttpApi *api)
+{
+	api->draining = true;
+}
 
 void http_api_free(HttpApi *api)
 {

@@ -14,7 +14,7 @@
 typedef struct IdMap {
 	uint64_t *keys;
 	void **vals;
-	size_t cap;   /* power of two */
+	size_t cap; /* power of two */
 	size_t count;
 } IdMap;
 

@@ -17,9 +17,15 @@ static LogLevel min_level = LOG_INFO;
 
 static const char *const level_names[] = {"DEBUG", "INFO ", "WARN ", "ERROR", "FATAL"};
 
-void log_set_level(LogLevel level) { min_level = level; }
+void log_set_level(LogLevel level)
+{
+	min_level = level;
+}
 
-bool log_enabled(LogLevel level) { return level >= min_level; }
+bool log_enabled(LogLevel level)
+{
+	return level >= min_level;
+}
 
 bool log_parse_level(const char *s, LogLevel *out)
 {
@@ -27,7 +33,10 @@ bool log_parse_level(const char *s, LogLevel *out)
 		const char *name;
 		LogLevel level;
 	} names[] = {
-		{"debug", LOG_DEBUG}, {"info", LOG_INFO}, {"warning", LOG_WARNING}, {"error", LOG_ERROR},
+	    {"debug", LOG_DEBUG},
+	    {"info", LOG_INFO},
+	    {"warning", LOG_WARNING},
+	    {"error", LOG_ERROR},
 	};
 	for (size_t i = 0; i < ARRAY_LEN(names); i++) {
 		if (strcasecmp(s, names[i].name) == 0) {
@@ -51,8 +60,8 @@ static void log_vwrite(LogLevel level, const char *prefix, const char *fmt, va_l
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-	r = snprintf(line + n, sizeof(line) - n, ".%03ldZ %s %s%s", ts.tv_nsec / 1000000,
-		     level_names[level], prefix ? prefix : "", prefix ? " " : "");
+	r = snprintf(line + n, sizeof(line) - n, ".%03ldZ %s %s%s", ts.tv_nsec / 1000000, level_names[level],
+	             prefix ? prefix : "", prefix ? " " : "");
 	if (r > 0)
 		n += (size_t)r < sizeof(line) - n ? (size_t)r : sizeof(line) - n - 1;
 	r = vsnprintf(line + n, sizeof(line) - n, fmt, ap);

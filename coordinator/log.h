@@ -35,9 +35,13 @@ void log_part(LogLevel level, const char *participant, const char *fmt, ...) PRI
 /* Logs at FATAL and aborts: for broken invariants and decision-log I/O only. */
 void log_fatal(const char *fmt, ...) PRINTF_LIKE(1, 2) __attribute__((noreturn));
 
-#define log_debug(...) do { if (log_enabled(LOG_DEBUG)) log_msg(LOG_DEBUG, __VA_ARGS__); } while (0)
-#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_debug(...)                                                                                                 \
+	do {                                                                                                           \
+		if (log_enabled(LOG_DEBUG))                                                                            \
+			log_msg(LOG_DEBUG, __VA_ARGS__);                                                               \
+	} while (0)
+#define log_info(...)    log_msg(LOG_INFO, __VA_ARGS__)
 #define log_warning(...) log_msg(LOG_WARNING, __VA_ARGS__)
-#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+#define log_error(...)   log_msg(LOG_ERROR, __VA_ARGS__)
 
 #endif

@@ -47,27 +47,26 @@ typedef struct Daemon {
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"Usage: twopcd -c FILE [--check]\n"
-		"\n"
-		"twopcd coordinates atomic transactions across several PostgreSQL databases\n"
-		"with two-phase commit, behind an HTTP/JSON API.\n"
-		"\n"
-		"Options:\n"
-		"  -c, --config FILE   the INI configuration file (required)\n"
-		"      --check         validate FILE, connect to every participant and check\n"
-		"                      max_prepared_transactions; one line each; exit 0 if all\n"
-		"                      are fit, 1 otherwise\n"
-		"  -h, --help          show this help and exit\n"
-		"  -V, --version       show the version and exit\n"
-		"\n"
-		"twopcd runs in the foreground and logs to stderr. It replays its decision log\n"
-		"and settles its prepared transactions on every participant before it listens.\n"
-		"SIGTERM or SIGINT: stop accepting, finish what is in flight, exit 0.\n"
-		"\n"
-		"Environment:\n"
-		"  TWOPC_FAULT=POINT:crash[@N]  (testing) SIGKILL itself at a fault point\n"
-		"\n");
+	fprintf(out, "Usage: twopcd -c FILE [--check]\n"
+	             "\n"
+	             "twopcd coordinates atomic transactions across several PostgreSQL databases\n"
+	             "with two-phase commit, behind an HTTP/JSON API.\n"
+	             "\n"
+	             "Options:\n"
+	             "  -c, --config FILE   the INI configuration file (required)\n"
+	             "      --check         validate FILE, connect to every participant and check\n"
+	             "                      max_prepared_transactions; one line each; exit 0 if all\n"
+	             "                      are fit, 1 otherwise\n"
+	             "  -h, --help          show this help and exit\n"
+	             "  -V, --version       show the version and exit\n"
+	             "\n"
+	             "twopcd runs in the foreground and logs to stderr. It replays its decision log\n"
+	             "and settles its prepared transactions on every participant before it listens.\n"
+	             "SIGTERM or SIGINT: stop accepting, finish what is in flight, exit 0.\n"
+	             "\n"
+	             "Environment:\n"
+	             "  TWOPC_FAULT=POINT:crash[@N]  (testing) SIGKILL itself at a fault point\n"
+	             "\n");
 	config_print_reference();
 	fprintf(out, "\nSee docs/ and README.md for the API and operations.\n");
 }
@@ -95,8 +94,8 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 	if (left == 0 || now_mono_us() >= d->stop_deadline_us) {
 		if (left > 0)
 			log_warning("shutdown: %zu transactions still in flight after the grace period; their "
-				    "decisions are in the log and the next start finishes them",
-				    left);
+			            "decisions are in the log and the next start finishes them",
+			            left);
 		event_base_loopbreak(d->base);
 	}
 }
@@ -123,11 +122,11 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"check", no_argument, NULL, 'k'},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
-		{NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'},
+	    {"check", no_argument, NULL, 'k'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {NULL, 0, NULL, 0},
 	};
 	Daemon d;
 	const char *config_path = NULL;
@@ -187,17 +186,17 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	log_info("twopcd %s starting: coordinator %s, %zu participants, log %s", PACKAGE_VERSION, d.cfg.coord_id,
-		 d.cfg.nparticipants, d.cfg.log_dir);
+	         d.cfg.nparticipants, d.cfg.log_dir);
 	int64_t t0 = now_mono_us();
 	if (!dlog_open(d.cfg.log_dir, d.cfg.log_segment_bytes, &d.dlog, &ls, err, sizeof(err))) {
 		log_error("%s", err);
 		goto done;
 	}
 	log_info("decision log: %llu records in %llu segments replayed in %.1f ms; %llu decided transactions not "
-		 "yet done; %llu segments removed%s",
-		 (unsigned long long)ls.records, (unsigned long long)ls.segments, (now_mono_us() - t0) / 1000.0,
-		 (unsigned long long)ls.live_commits, (unsigned long long)ls.segments_removed,
-		 ls.truncated_bytes ? "; a torn tail was truncated" : "");
+	         "yet done; %llu segments removed%s",
+	         (unsigned long long)ls.records, (unsigned long long)ls.segments, (now_mono_us() - t0) / 1000.0,
+	         (unsigned long long)ls.live_commits, (unsigned long long)ls.segments_removed,
+	         ls.truncated_bytes ? "; a torn tail was truncated" : "");
 
 	d.base = event_base_new();
 	if (d.base == NULL) {
@@ -207,7 +206,7 @@ int main(int argc, char **argv)
 	d.pools = xcalloc(d.cfg.nparticipants, sizeof(Pool *));
 	for (size_t i = 0; i < d.cfg.nparticipants; i++)
 		d.pools[i] = pool_new(d.base, d.cfg.participants[i].name, d.cfg.participants[i].conninfo,
-				      (int)d.cfg.participants[i].pool_size);
+		                      (int)d.cfg.participants[i].pool_size);
 	/* Ids only grow, across restarts too: start past both the log and the clock. */
 	uint64_t first_id = (uint64_t)now_wall_ms() * 1000;
 	if (ls.max_txn_id >= first_id)
@@ -219,10 +218,10 @@ int main(int argc, char **argv)
 		goto done;
 	}
 	log_info("recovery: %llu committed, %llu rolled back, %llu not ours left alone, %llu participants "
-		 "unreachable, %llu decided transactions resumed, %llu completed",
-		 (unsigned long long)rs.committed, (unsigned long long)rs.rolled_back, (unsigned long long)rs.foreign,
-		 (unsigned long long)rs.unreachable, (unsigned long long)rs.resumed,
-		 (unsigned long long)rs.done_written);
+	         "unreachable, %llu decided transactions resumed, %llu completed",
+	         (unsigned long long)rs.committed, (unsigned long long)rs.rolled_back, (unsigned long long)rs.foreign,
+	         (unsigned long long)rs.unreachable, (unsigned long long)rs.resumed,
+	         (unsigned long long)rs.done_written);
 	if (!dlog_start(d.dlog, d.base, err, sizeof(err))) {
 		log_error("%s", err);
 		goto done;

@@ -15,8 +15,8 @@
 #include "log.h"
 #include "participant.h"
 
-static void settle_participant(const Config *cfg, const ParticipantConfig *pc, PGconn *c, Dlog *dlog,
-			       TxnMgr *mgr, RecoveryStats *st, bool *failed)
+static void settle_participant(const Config *cfg, const ParticipantConfig *pc, PGconn *c, Dlog *dlog, TxnMgr *mgr,
+                               RecoveryStats *st, bool *failed)
 {
 	char like[128], err[512];
 	PreparedXact *xs = NULL;
@@ -42,8 +42,8 @@ static void settle_participant(const Config *cfg, const ParticipantConfig *pc, P
 			continue;
 		}
 		log_txn(LOG_INFO, txn, "participant=%s recovery: %s %s (prepared %llds ago)%s", pc->name,
-			commit ? "committed" : "rolled back", xs[i].gid, (long long)xs[i].age_s,
-			gone ? " — it had already gone" : "");
+		        commit ? "committed" : "rolled back", xs[i].gid, (long long)xs[i].age_s,
+		        gone ? " — it had already gone" : "");
 		txnmgr_note_outcome(mgr, txn, commit);
 		if (commit)
 			st->committed++;
@@ -56,10 +56,10 @@ static void settle_participant(const Config *cfg, const ParticipantConfig *pc, P
 	if (participant_list_prepared(c, like, false, &xs, &n, err, sizeof(err))) {
 		for (size_t i = 0; i < n; i++) {
 			log_part(LOG_WARNING, pc->name,
-				 "prepared transaction not ours, left alone: gid=%s database=%s owner=%s age=%llds "
-				 "xid_age=%lld",
-				 xs[i].gid, xs[i].database, xs[i].owner, (long long)xs[i].age_s,
-				 (long long)xs[i].xid_age);
+			         "prepared transaction not ours, left alone: gid=%s database=%s owner=%s age=%llds "
+			         "xid_age=%lld",
+			         xs[i].gid, xs[i].database, xs[i].owner, (long long)xs[i].age_s,
+			         (long long)xs[i].xid_age);
 			st->foreign++;
 		}
 		free(xs);
@@ -88,8 +88,8 @@ bool recovery_run(const Config *cfg, Dlog *dlog, TxnMgr *mgr, RecoveryStats *st,
 				goto done;
 			}
 			log_part(LOG_WARNING, pc->name,
-				 "unreachable at start (%s): its prepared transactions are settled once it is back",
-				 why);
+			         "unreachable at start (%s): its prepared transactions are settled once it is back",
+			         why);
 			st->unreachable++;
 			continue;
 		}

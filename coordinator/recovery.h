@@ -18,12 +18,12 @@
 #include "txn.h"
 
 typedef struct RecoveryStats {
-	uint64_t committed;	  /* COMMIT PREPARED issued */
-	uint64_t rolled_back;	  /* ROLLBACK PREPARED issued */
-	uint64_t foreign;	  /* prepared transactions that are not ours (left alone) */
-	uint64_t unreachable;	  /* participants that could not be checked */
-	uint64_t resumed;	  /* decided transactions handed to phase 2 */
-	uint64_t done_written;	  /* decided transactions now complete */
+	uint64_t committed;    /* COMMIT PREPARED issued */
+	uint64_t rolled_back;  /* ROLLBACK PREPARED issued */
+	uint64_t foreign;      /* prepared transactions that are not ours (left alone) */
+	uint64_t unreachable;  /* participants that could not be checked */
+	uint64_t resumed;      /* decided transactions handed to phase 2 */
+	uint64_t done_written; /* decided transactions now complete */
 } RecoveryStats;
 
 /* Blocking; run before the event loop. Participants it cannot reach are

@@ -130,15 +130,15 @@ static bool is_transaction_control(const char *sql)
 	return false;
 }
 
-#define REJECT(...)                                            \
-	do {                                                   \
-		snprintf(field, fieldlen, "%s", fbuf);         \
-		errf(err, errlen, __VA_ARGS__);                \
-		goto fail;                                     \
+#define REJECT(...)                                                                                                    \
+	do {                                                                                                           \
+		snprintf(field, fieldlen, "%s", fbuf);                                                                 \
+		errf(err, errlen, __VA_ARGS__);                                                                        \
+		goto fail;                                                                                             \
 	} while (0)
 
 bool request_parse(const char *body, size_t len, const Config *cfg, TxnRequest *req, char *field, size_t fieldlen,
-		   char *err, size_t errlen)
+                   char *err, size_t errlen)
 {
 	json_error_t jerr;
 	json_t *root, *branches, *v;
@@ -158,7 +158,8 @@ bool request_parse(const char *body, size_t len, const Config *cfg, TxnRequest *
 	if (!json_is_object(root))
 		REJECT("the body must be a JSON object");
 
-	json_object_foreach(root, key, v) {
+	json_object_foreach(root, key, v)
+	{
 		if (strcmp(key, "branches") != 0 && strcmp(key, "timeout_ms") != 0) {
 			snprintf(fbuf, sizeof(fbuf), "%s", key);
 			REJECT("unknown field '%s' (expected branches and optionally timeout_ms)", key);
@@ -187,7 +188,8 @@ bool request_parse(const char *body, size_t len, const Config *cfg, TxnRequest *
 		REJECT("branches is empty: name at least one participant");
 	req->branches = xcalloc(json_object_size(branches), sizeof(ReqBranch));
 
-	json_object_foreach(branches, key, v) {
+	json_object_foreach(branches, key, v)
+	{
 		ReqBranch *b = &req->branches[bi];
 		snprintf(fbuf, sizeof(fbuf), "branches.%s", key);
 		b->participant = config_find_participant(cfg, key);
@@ -211,7 +213,8 @@ bool request_parse(const char *body, size_t len, const Config *cfg, TxnRequest *
 			snprintf(fbuf, sizeof(fbuf), "branches.%s[%zu]", key, si);
 			if (!json_is_object(st))
 				REJECT("a statement must be an object with sql, params and expect_rows");
-			json_object_foreach(st, sk, sv) {
+			json_object_foreach(st, sk, sv)
+			{
 				if (strcmp(sk, "sql") && strcmp(sk, "params") && strcmp(sk, "expect_rows")) {
 					snprintf(fbuf, sizeof(fbuf), "branches.%s[%zu].%s", key, si, sk);
 					REJECT("unknown field '%s' (expected sql, params, expect_rows)", sk);

@@ -19,7 +19,7 @@
 #include "util.h"
 
 #define REQ_MAX_STATEMENTS 1000 /* per branch */
-#define REQ_MAX_PARAMS 1000	/* per statement */
+#define REQ_MAX_PARAMS     1000 /* per statement */
 
 typedef struct ReqStatement {
 	const char *sql;
@@ -38,14 +38,14 @@ typedef struct TxnRequest {
 	ReqBranch *branches;
 	size_t nbranches;
 	int64_t timeout_ms;
-	void *json;  /* the parsed document: owns the SQL and string params */
+	void *json;   /* the parsed document: owns the SQL and string params */
 	char **owned; /* parameter texts we formatted */
 	size_t nowned;
 } TxnRequest;
 
 /* Parses body. On failure returns false with field (may be "") and err. */
 bool request_parse(const char *body, size_t len, const Config *cfg, TxnRequest *out, char *field, size_t fieldlen,
-		   char *err, size_t errlen) WARN_UNUSED;
+                   char *err, size_t errlen) WARN_UNUSED;
 void request_free(TxnRequest *req);
 
 #endif

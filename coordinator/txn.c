@@ -27,13 +27,13 @@
 #include "log.h"
 #include "result_json.h"
 
-#define TICK_US (20 * 1000)
+#define TICK_US      (20 * 1000)
 #define RETRY_MIN_US (100 * 1000LL)
 #define RETRY_MAX_US (5 * 1000 * 1000LL)
 /* After abandoning a branch mid-PREPARE, how long its server-side PREPARE
  * may still complete: we keep checking for it that long. */
 #define UNKNOWN_GRACE_US (2 * 1000 * 1000LL)
-#define RECENT_OUTCOMES 65536
+#define RECENT_OUTCOMES  65536
 
 struct TxnMgr {
 	struct event_base *base;
@@ -101,7 +101,7 @@ static void txn_set_state(Txn *t, TxnState to)
 	}
 	if (!ok)
 		log_fatal("txn=%s: impossible state change %s -> %s", t->id_hex, txn_state_name(t->state),
-			  txn_state_name(to));
+		          txn_state_name(to));
 	log_txn(LOG_DEBUG, t->id, "%s -> %s", txn_state_name(t->state), txn_state_name(to));
 	t->state = to;
 }
@@ -281,8 +281,9 @@ static void branch_phase1(Branch *b)
  * already rejects them by their first keyword). */
 static bool is_txn_control_tag(const char *tag)
 {
-	static const char *const tags[] = {"BEGIN", "START TRANSACTION", "COMMIT", "ROLLBACK", "PREPARE TRANSACTION",
-					   "COMMIT PREPARED", "ROLLBACK PREPARED"};
+	static const char *const tags[] = {
+	    "BEGIN",           "START TRANSACTION", "COMMIT", "ROLLBACK", "PREPARE TRANSACTION",
+	    "COMMIT PREPARED", "ROLLBACK PREPARED"};
 	for (size_t i = 0; i < ARRAY_LEN(tags); i++) {
 		if (strcmp(tag, tags[i]) == 0)
 			return true;
@@ -352,7 +353,7 @@ static void on_phase1_job(PgJob *job, PgConn *conn, PgJobStatus st)
 			continue;
 		if (is_txn_control_tag(PQcmdStatus(r))) {
 			snprintf(msg, sizeof(msg), "statement ran %s: transaction control is not allowed in a branch",
-				 PQcmdStatus(r));
+			         PQcmdStatus(r));
 			txn_fail(t, ABORT_STATEMENT, bi, si, NULL, msg);
 			continue;
 		}
@@ -364,7 +365,7 @@ static void on_phase1_job(PgJob *job, PgConn *conn, PgJobStatus st)
 		json_array_append_new(b->results, o);
 		if (rb->stmts[si].expect_rows >= 0 && rows != rb->stmts[si].expect_rows) {
 			snprintf(msg, sizeof(msg), "statement %d on %s affected %lld rows, expected %lld", si, b->name,
-				 rows, (long long)rb->stmts[si].expect_rows);
+			         rows, (long long)rb->stmts[si].expect_rows);
 			if (t->reason == ABORT_NONE) {
 				t->expected_rows = rb->stmts[si].expect_rows;
 				t->actual_rows = rows;
@@ -441,7 +442,7 @@ static void on_finish_conn(PoolWaiter *w, PgConn *conn, const char *err)
 		b->op_active = false;
 		if (b->attempts == 0 || b->attempts % 10 == 0)
 			log_txn(LOG_WARNING, b->txn->id, "participant=%s %s for %s: %s; will retry", b->name,
-				b->state == BR_COMMITTING ? "COMMIT PREPARED" : "ROLLBACK PREPARED", b->gid, err);
+			        b->state == BR_COMMITTING ? "COMMIT PREPARED" : "ROLLBACK PREPARED", b->gid, err);
 		schedule_retry(b);
 		maybe_finish(b->txn);
 		return;
@@ -491,7 +492,7 @@ static void on_finish_job(PgJob *job, PgConn *conn, PgJobStatus st)
 		/* Outcome unknown: COMMIT/ROLLBACK PREPARED is safe to repeat, and
 		 * "does not exist" on the retry means the lost one took effect. */
 		log_txn(LOG_WARNING, t->id, "participant=%s connection lost during %s PREPARED: %s; will retry",
-			b->name, commit ? "COMMIT" : "ROLLBACK", job->error);
+		        b->name, commit ? "COMMIT" : "ROLLBACK", job->error);
 		pgjob_clear_results(job);
 		pool_release(b->pool, conn);
 		schedule_retry(b);
@@ -523,7 +524,7 @@ static void on_finish_job(PgJob *job, PgConn *conn, PgJobStatus st)
 	} else {
 		/* 55000 (busy: another session holds it) and anything else: retry. */
 		log_txn(LOG_WARNING, t->id, "participant=%s %s PREPARED %s failed: %s %s; will retry", b->name,
-			commit ? "COMMIT" : "ROLLBACK", b->gid, sqlstate, msg);
+		        commit ? "COMMIT" : "ROLLBACK", b->gid, sqlstate, msg);
 		schedule_retry(b);
 	}
 	maybe_finish(t);
@@ -637,9 +638,9 @@ void txn_resume_commit(TxnMgr *m, const DlogRecord *rec)
 		const ParticipantConfig *pc = config_find_participant(m->cfg, rec->branches[i].name);
 		if (pc == NULL) {
 			log_txn(LOG_ERROR, t->id,
-				"committed branch on participant '%s' (index %u), which is no longer configured: "
-				"it cannot be finished; restore the participant or resolve by hand with twopc-recover",
-				rec->branches[i].name, rec->branches[i].index);
+			        "committed branch on participant '%s' (index %u), which is no longer configured: "
+			        "it cannot be finished; restore the participant or resolve by hand with twopc-recover",
+			        rec->branches[i].name, rec->branches[i].index);
 			continue;
 		}
 		Branch *b = &t->branches[n++];
@@ -685,7 +686,8 @@ static void tick_txn(Txn *t, int64_t now)
 {
 	if (t->state == TXN_PREPARING && now >= t->deadline_us) {
 		log_txn(LOG_WARNING, t->id, "deadline passed in phase 1: aborting");
-		txn_fail(t, ABORT_TIMEOUT, -1, -1, NULL, "the transaction's timeout passed before every branch prepared");
+		txn_fail(t, ABORT_TIMEOUT, -1, -1, NULL,
+		         "the transaction's timeout passed before every branch prepared");
 		for (size_t i = 0; i < t->nbranches; i++) {
 			if (t->branches[i].op_active)
 				abandon_branch(&t->branches[i]);
@@ -786,9 +788,15 @@ void txnmgr_note_outcome(TxnMgr *m, uint64_t id, bool committed)
 		recent_add(m, id, committed ? TXS_COMMITTED : TXS_ABORTED);
 }
 
-size_t txnmgr_in_flight(const TxnMgr *m) { return m->ninflight; }
+size_t txnmgr_in_flight(const TxnMgr *m)
+{
+	return m->ninflight;
+}
 
-bool txnmgr_is_in_flight(const TxnMgr *m, uint64_t id) { return idmap_contains(&m->inflight, id); }
+bool txnmgr_is_in_flight(const TxnMgr *m, uint64_t id)
+{
+	return idmap_contains(&m->inflight, id);
+}
 
 void txnmgr_get_stats(const TxnMgr *m, TxnMgrStats *out)
 {
@@ -796,7 +804,10 @@ void txnmgr_get_stats(const TxnMgr *m, TxnMgrStats *out)
 	out->in_flight = m->ninflight;
 }
 
-Pool *txnmgr_pool(const TxnMgr *m, size_t i) { return m->pools[i]; }
+Pool *txnmgr_pool(const TxnMgr *m, size_t i)
+{
+	return m->pools[i];
+}
 
 void txnmgr_abort_preparing(TxnMgr *m)
 {

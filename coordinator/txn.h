@@ -43,55 +43,55 @@ typedef struct TxnMgr TxnMgr;
 typedef struct Branch Branch;
 
 typedef enum TxnState {
-	TXN_PREPARING,	/* phase 1 under way on the branches */
-	TXN_DECIDING,	/* every branch prepared; COMMIT record waiting for its fsync */
+	TXN_PREPARING,  /* phase 1 under way on the branches */
+	TXN_DECIDING,   /* every branch prepared; COMMIT record waiting for its fsync */
 	TXN_COMMITTING, /* decision durable; COMMIT PREPARED on every branch */
-	TXN_ABORTING,	/* decision abort; rolling back every branch that may have prepared */
-	TXN_FINISHED,	/* every branch resolved; about to leave the in-flight table */
+	TXN_ABORTING,   /* decision abort; rolling back every branch that may have prepared */
+	TXN_FINISHED,   /* every branch resolved; about to leave the in-flight table */
 } TxnState;
 
 typedef enum BranchState {
-	BR_WAIT_CONN,	   /* phase 1: waiting for a pool connection */
-	BR_RUNNING,	   /* phase 1: pipeline sent */
-	BR_PREPARED,	   /* PREPARE TRANSACTION succeeded */
-	BR_FAILED,	   /* phase 1 failed before PREPARE: nothing prepared */
-	BR_UNKNOWN,	   /* lost or abandoned during phase 1: may have prepared */
-	BR_COMMITTING,	   /* COMMIT PREPARED under way or waiting to retry */
-	BR_COMMITTED,	   /* committed (or found already committed) */
-	BR_ROLLING_BACK,   /* ROLLBACK PREPARED under way or waiting to retry */
-	BR_ROLLED_BACK,	   /* rolled back, or shown never to have prepared */
+	BR_WAIT_CONN,    /* phase 1: waiting for a pool connection */
+	BR_RUNNING,      /* phase 1: pipeline sent */
+	BR_PREPARED,     /* PREPARE TRANSACTION succeeded */
+	BR_FAILED,       /* phase 1 failed before PREPARE: nothing prepared */
+	BR_UNKNOWN,      /* lost or abandoned during phase 1: may have prepared */
+	BR_COMMITTING,   /* COMMIT PREPARED under way or waiting to retry */
+	BR_COMMITTED,    /* committed (or found already committed) */
+	BR_ROLLING_BACK, /* ROLLBACK PREPARED under way or waiting to retry */
+	BR_ROLLED_BACK,  /* rolled back, or shown never to have prepared */
 } BranchState;
 
 typedef enum AbortReason {
 	ABORT_NONE,
 	ABORT_STATEMENT,   /* a statement failed: 409 */
 	ABORT_EXPECT_ROWS, /* an expect_rows guard did not hold: 409 */
-	ABORT_PREPARE,	   /* PREPARE TRANSACTION itself failed: 409 */
+	ABORT_PREPARE,     /* PREPARE TRANSACTION itself failed: 409 */
 	ABORT_UNAVAILABLE, /* a participant could not be reached: 503 */
-	ABORT_TIMEOUT,	   /* the deadline passed before the decision: 504 */
-	ABORT_SHUTDOWN,	   /* twopcd is stopping: 503 */
+	ABORT_TIMEOUT,     /* the deadline passed before the decision: 504 */
+	ABORT_SHUTDOWN,    /* twopcd is stopping: 503 */
 } AbortReason;
 
 struct Branch {
 	Txn *txn;
 	Pool *pool;
-	const char *name;   /* participant name */
-	unsigned pindex;    /* participant index: part of the GID */
+	const char *name;     /* participant name */
+	unsigned pindex;      /* participant index: part of the GID */
 	const ReqBranch *req; /* NULL for transactions resumed from the log */
 	BranchState state;
 	char gid[GID_MAX];
 
 	PoolWaiter waiter;
-	PgConn *conn;	/* while a job runs */
+	PgConn *conn; /* while a job runs */
 	PgJob job;
 	PgQuery *queries;
 	char prepare_sql[GID_MAX + 32];
 	char finish_sql[GID_MAX + 32];
 	char tparams[2][24];
 	const char *tparam_ptrs[2];
-	bool op_active;	   /* waiting for a connection or running a job */
+	bool op_active; /* waiting for a connection or running a job */
 
-	json_t *results;   /* phase 1: [{"rows_affected": n, "rows": [...]}, ...] */
+	json_t *results;     /* phase 1: [{"rows_affected": n, "rows": [...]}, ...] */
 	int64_t retry_at_us; /* phase 2 / rollback: when to try again (0: not waiting) */
 	int attempts;
 	int64_t unknown_until_us; /* an UNKNOWN branch may still prepare until then */
@@ -114,7 +114,7 @@ struct Txn {
 	/* Why it aborted, for the reply. */
 	AbortReason reason;
 	int fail_branch; /* index into branches, -1 if none */
-	int fail_stmt;	 /* statement index, -1 if not a statement */
+	int fail_stmt;   /* statement index, -1 if not a statement */
 	char sqlstate[6];
 	char message[512];
 	long long expected_rows, actual_rows;

@@ -10,11 +10,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WARN_UNUSED __attribute__((warn_unused_result))
+#define WARN_UNUSED       __attribute__((warn_unused_result))
 #define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
-#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
-#define likely(x) __builtin_expect(!!(x), 1)
-#define unlikely(x) __builtin_expect(!!(x), 0)
+#define ARRAY_LEN(a)      (sizeof(a) / sizeof((a)[0]))
+#define likely(x)         __builtin_expect(!!(x), 1)
+#define unlikely(x)       __builtin_expect(!!(x), 0)
 
 /* Allocation failure is treated as fatal: there is no sane way to carry on. */
 void *xmalloc(size_t n);
@@ -24,7 +24,10 @@ char *xstrdup(const char *s);
 
 /* Monotonic clock, for deadlines and latencies. */
 int64_t now_mono_us(void);
-static inline int64_t now_mono_ms(void) { return now_mono_us() / 1000; }
+static inline int64_t now_mono_ms(void)
+{
+	return now_mono_us() / 1000;
+}
 /* Wall clock, for records and ages shown to people. */
 int64_t now_wall_ms(void);
 

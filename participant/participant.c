@@ -44,7 +44,7 @@ bool participant_check(const ParticipantConfig *pc, char *info, size_t infolen, 
 	if (c == NULL)
 		return false;
 	r = PQexec(c, "SELECT current_setting('max_prepared_transactions')::int, current_setting('server_version'), "
-		      "current_database(), current_user");
+	              "current_database(), current_user");
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		first_line(msg, sizeof(msg), PQerrorMessage(c));
 		errf(err, errlen, "query failed: %s", msg);
@@ -59,7 +59,7 @@ bool participant_check(const ParticipantConfig *pc, char *info, size_t infolen, 
 		goto done;
 	}
 	snprintf(info, infolen, "PostgreSQL %s at %s:%s, database %s as %s, max_prepared_transactions=%d",
-		 PQgetvalue(r, 0, 1), PQhost(c), PQport(c), PQgetvalue(r, 0, 2), PQgetvalue(r, 0, 3), mpt);
+	         PQgetvalue(r, 0, 1), PQhost(c), PQport(c), PQgetvalue(r, 0, 2), PQgetvalue(r, 0, 3), mpt);
 	ok = true;
 done:
 	PQclear(r);
@@ -68,7 +68,7 @@ done:
 }
 
 bool participant_list_prepared(PGconn *c, const char *like, bool ours, PreparedXact **out, size_t *n, char *err,
-			       size_t errlen)
+                               size_t errlen)
 {
 	const char *params[1] = {like};
 	PGresult *r;
@@ -79,13 +79,13 @@ bool participant_list_prepared(PGconn *c, const char *like, bool ours, PreparedX
 	/* pg_prepared_xacts is server-wide: only this database's rows are ours
 	 * to act on. */
 	r = PQexecParams(c,
-			 ours ? "SELECT gid, owner, database, extract(epoch FROM now() - prepared)::bigint, "
-				"age(transaction)::bigint FROM pg_prepared_xacts "
-				"WHERE database = current_database() AND gid LIKE $1 ORDER BY prepared"
-			      : "SELECT gid, owner, database, extract(epoch FROM now() - prepared)::bigint, "
-				"age(transaction)::bigint FROM pg_prepared_xacts "
-				"WHERE database = current_database() AND gid NOT LIKE $1 ORDER BY prepared",
-			 1, NULL, params, NULL, NULL, 0);
+	                 ours ? "SELECT gid, owner, database, extract(epoch FROM now() - prepared)::bigint, "
+	                        "age(transaction)::bigint FROM pg_prepared_xacts "
+	                        "WHERE database = current_database() AND gid LIKE $1 ORDER BY prepared"
+	                      : "SELECT gid, owner, database, extract(epoch FROM now() - prepared)::bigint, "
+	                        "age(transaction)::bigint FROM pg_prepared_xacts "
+	                        "WHERE database = current_database() AND gid NOT LIKE $1 ORDER BY prepared",
+	                 1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		first_line(msg, sizeof(msg), PQerrorMessage(c));
 		PQclear(r);

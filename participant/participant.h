@@ -19,7 +19,7 @@ typedef struct PreparedXact {
 	char gid[GID_MAX + 1];
 	char owner[64];
 	char database[64];
-	int64_t age_s;	 /* seconds since PREPARE */
+	int64_t age_s;   /* seconds since PREPARE */
 	int64_t xid_age; /* how far it holds back the xmin horizon */
 } PreparedXact;
 
@@ -33,10 +33,10 @@ bool participant_check(const ParticipantConfig *pc, char *info, size_t infolen, 
 /* Prepared transactions in this connection's database: ours (gid LIKE
  * pattern) or, with ours=false, everyone else's. */
 bool participant_list_prepared(PGconn *c, const char *like, bool ours, PreparedXact **out, size_t *n, char *err,
-			       size_t errlen) WARN_UNUSED;
+                               size_t errlen) WARN_UNUSED;
 
 /* COMMIT or ROLLBACK PREPARED. *gone is set when it did not exist (42704). */
 bool participant_finish_prepared(PGconn *c, const char *gid, bool commit, bool *gone, char *err,
-				 size_t errlen) WARN_UNUSED;
+                                 size_t errlen) WARN_UNUSED;
 
 #endif

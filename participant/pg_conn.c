@@ -31,7 +31,7 @@ struct PgConn {
 
 	/* The running job. */
 	PgJob *job;
-	size_t cur;	  /* index of the query whose results come next */
+	size_t cur;       /* index of the query whose results come next */
 	bool seen_result; /* cur's result arrived; its NULL terminator is next */
 
 	PgConn *next;
@@ -112,7 +112,7 @@ static void become_broken(PgConn *c, const char *what)
 }
 
 PgConn *pgconn_start(struct event_base *base, const char *conninfo, const char *label, const PgConnCallbacks *cbs,
-		     char *err, size_t errlen)
+                     char *err, size_t errlen)
 {
 	PgConn *c = xcalloc(1, sizeof(*c));
 
@@ -155,15 +155,42 @@ void pgconn_free(PgConn *c)
 	free(c);
 }
 
-PgConnState pgconn_state(const PgConn *c) { return c->state; }
-const char *pgconn_error(const PgConn *c) { return c->error; }
-int64_t pgconn_started_us(const PgConn *c) { return c->started_us; }
-PGconn *pgconn_pq(PgConn *c) { return c->pq; }
-PgConn *pgconn_next(const PgConn *c) { return c->next; }
-PgConn **pgconn_next_ref(PgConn *c) { return &c->next; }
-void pgconn_set_next(PgConn *c, PgConn *next) { c->next = next; }
-void *pgconn_owner_data(const PgConn *c) { return c->owner_data; }
-void pgconn_set_owner_data(PgConn *c, void *data) { c->owner_data = data; }
+PgConnState pgconn_state(const PgConn *c)
+{
+	return c->state;
+}
+const char *pgconn_error(const PgConn *c)
+{
+	return c->error;
+}
+int64_t pgconn_started_us(const PgConn *c)
+{
+	return c->started_us;
+}
+PGconn *pgconn_pq(PgConn *c)
+{
+	return c->pq;
+}
+PgConn *pgconn_next(const PgConn *c)
+{
+	return c->next;
+}
+PgConn **pgconn_next_ref(PgConn *c)
+{
+	return &c->next;
+}
+void pgconn_set_next(PgConn *c, PgConn *next)
+{
+	c->next = next;
+}
+void *pgconn_owner_data(const PgConn *c)
+{
+	return c->owner_data;
+}
+void pgconn_set_owner_data(PgConn *c, void *data)
+{
+	c->owner_data = data;
+}
 
 static void connect_step(PgConn *c)
 {

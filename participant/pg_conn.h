@@ -26,9 +26,9 @@ typedef struct PgJob PgJob;
 
 typedef enum PgConnState {
 	PGC_CONNECTING, /* PQconnectPoll in progress */
-	PGC_IDLE,	/* connected, no job */
-	PGC_BUSY,	/* a job's pipeline is in flight */
-	PGC_BROKEN,	/* failed or closed; only good for pgconn_free */
+	PGC_IDLE,       /* connected, no job */
+	PGC_BUSY,       /* a job's pipeline is in flight */
+	PGC_BROKEN,     /* failed or closed; only good for pgconn_free */
 } PgConnState;
 
 typedef struct PgQuery {
@@ -38,7 +38,7 @@ typedef struct PgQuery {
 } PgQuery;
 
 typedef enum PgJobStatus {
-	PGJOB_OK,	 /* every query answered (each result may still be an error) */
+	PGJOB_OK,        /* every query answered (each result may still be an error) */
 	PGJOB_CONN_LOST, /* the connection failed mid-job: outcome of the rest unknown */
 } PgJobStatus;
 
@@ -62,13 +62,13 @@ typedef void (*PgConnEventFn)(PgConn *conn, void *arg);
 
 typedef struct PgConnCallbacks {
 	PgConnEventFn connected; /* PGC_CONNECTING -> PGC_IDLE */
-	PgConnEventFn broken;	 /* became PGC_BROKEN while connecting or idle */
+	PgConnEventFn broken;    /* became PGC_BROKEN while connecting or idle */
 	void *arg;
 } PgConnCallbacks;
 
 /* Starts connecting. Returns NULL (with err) if libpq refuses at once. */
 PgConn *pgconn_start(struct event_base *base, const char *conninfo, const char *label, const PgConnCallbacks *cbs,
-		     char *err, size_t errlen);
+                     char *err, size_t errlen);
 void pgconn_free(PgConn *conn);
 
 PgConnState pgconn_state(const PgConn *conn);

@@ -17,7 +17,7 @@
 
 #include "log.h"
 
-#define CONNECT_TIMEOUT_US (5 * 1000000LL)
+#define CONNECT_TIMEOUT_US   (5 * 1000000LL)
 #define RECONNECT_BACKOFF_US (500 * 1000LL)
 
 struct Pool {
@@ -51,7 +51,10 @@ typedef struct Cleanup {
 
 static void dispatch(Pool *p);
 
-static int total(const Pool *p) { return p->nconnecting + p->nidle + p->nbusy + p->ncleaning; }
+static int total(const Pool *p)
+{
+	return p->nconnecting + p->nidle + p->nbusy + p->ncleaning;
+}
 
 static void list_push(PgConn **head, PgConn *c)
 {
@@ -71,9 +74,15 @@ static bool list_remove(PgConn **head, PgConn *c)
 	return false;
 }
 
-static void on_dispatch(evutil_socket_t fd, short what, void *arg) { dispatch(arg); }
+static void on_dispatch(evutil_socket_t fd, short what, void *arg)
+{
+	dispatch(arg);
+}
 
-static void schedule_dispatch(Pool *p) { event_active(p->ev_dispatch, 0, 0); }
+static void schedule_dispatch(Pool *p)
+{
+	event_active(p->ev_dispatch, 0, 0);
+}
 
 static void waiter_unlink(Pool *p, PoolWaiter *w)
 {
@@ -261,8 +270,7 @@ static void on_cleanup_done(PgJob *job, PgConn *conn, PgJobStatus st)
 	pgjob_clear_results(job);
 	free(cl);
 	p->ncleaning--;
-	if (st != PGJOB_OK || pgconn_state(conn) != PGC_IDLE ||
-	    PQtransactionStatus(pgconn_pq(conn)) != PQTRANS_IDLE) {
+	if (st != PGJOB_OK || pgconn_state(conn) != PGC_IDLE || PQtransactionStatus(pgconn_pq(conn)) != PQTRANS_IDLE) {
 		pgconn_free(conn);
 	} else {
 		list_push(&p->idle, conn);
@@ -351,4 +359,7 @@ void pool_get_stats(const Pool *p, PoolStats *out)
 	snprintf(out->last_error, sizeof(out->last_error), "%s", p->last_error);
 }
 
-const char *pool_name(const Pool *p) { return p->name; }
+const char *pool_name(const Pool *p)
+{
+	return p->name;
+}

@@ -30,7 +30,7 @@ struct PoolWaiter {
 	PoolWaitFn fn;
 	void *arg;
 	int64_t deadline_us; /* 0: none */
-	bool priority;	     /* served before ordinary waiters (phase 2, rollbacks) */
+	bool priority;       /* served before ordinary waiters (phase 2, rollbacks) */
 	/* Private to the pool. */
 	PoolWaiter *prev, *next;
 	bool queued;
@@ -38,7 +38,7 @@ struct PoolWaiter {
 
 typedef struct PoolStats {
 	int size;
-	int open;	/* connected (idle or busy) */
+	int open; /* connected (idle or busy) */
 	int busy;
 	int connecting;
 	int waiters;
