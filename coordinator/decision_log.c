@@ -93,6 +93,9 @@ size_t dlog_encoded_size(const DlogRecord *rec)
 size_t dlog_encode(const DlogRecord *rec, uint8_t *buf)
 {
 	size_t plen = payload_size(rec);
+
+	if (plen > DLOG_MAX_PAYLOAD)
+		log_fatal("decision log: a %zu-byte record exceeds the %d-byte frame limit", plen, DLOG_MAX_PAYLOAD);
 	uint8_t *p = buf + DLOG_FRAME_HEADER;
 
 	buf[8] = (uint8_t)rec->type;
@@ -585,8 +588,13 @@ static bool create_segment(Dlog *log, uint64_t seq, char *err, size_t errlen)
 	return true;
 }
 
-/* Deletes segments other than the active one whose COMMITs are all DONE.
- * Called with mu held; drops it around the unlinks. */
+/* Deletes segments that are no longer needed. Only from the oldest end: a
+ * segment goes when its own COMMITs all have their DONE *and* every older
+ * segment is gone. A newer segment can hold DONEs for an older segment's
+ * COMMITs; deleting it first would bring those transactions back as live on
+ * the next replay. Each unlink is made durable (directory fsync) before the
+ * next, so a crash never leaves a gap in the sequence. Called with mu held
+ * when `locked`; drops it around the file system calls. */
 static uint64_t remove_dead_segments(Dlog *log, bool locked)
 {
 	uint64_t dead[64];
@@ -595,22 +603,23 @@ static uint64_t remove_dead_segments(Dlog *log, bool locked)
 
 	if (!locked)
 		pthread_mutex_lock(&log->mu);
-	for (size_t i = 0; i < log->nsegs && ndead < ARRAY_LEN(dead);) {
-		if (log->segs[i].seq != log->active_seq && log->segs[i].live == 0) {
-			dead[ndead++] = log->segs[i].seq;
-			log->segs[i] = log->segs[--log->nsegs];
-		} else {
-			i++;
-		}
+	while (ndead < log->nsegs && ndead < ARRAY_LEN(dead) && log->segs[ndead].seq != log->active_seq &&
+	       log->segs[ndead].live == 0) {
+		dead[ndead] = log->segs[ndead].seq;
+		ndead++;
+	}
+	if (ndead > 0) {
+		memmove(log->segs, log->segs + ndead, (log->nsegs - ndead) * sizeof(Segment));
+		log->nsegs -= ndead;
 	}
 	pthread_mutex_unlock(&log->mu);
 	for (size_t i = 0; i < ndead; i++) {
 		seg_name(name, sizeof(name), dead[i]);
 		if (unlinkat(log->dirfd, name, 0) != 0 && errno != ENOENT)
 			log_fatal("decision log: cannot remove %s/%s: %s", log->dir, name, strerror(errno));
+		if (!fsync_dir(log, err, sizeof(err)))
+			log_fatal("decision log: %s", err);
 	}
-	if (ndead > 0 && !fsync_dir(log, err, sizeof(err)))
-		log_fatal("decision log: %s", err);
 	pthread_mutex_lock(&log->mu);
 	log->stats.segments_removed += ndead;
 	if (!locked)

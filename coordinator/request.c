@@ -17,10 +17,16 @@ static const char *own(TxnRequest *req, char *s)
 	return s;
 }
 
-/* Shortest text that reads back as the same double. */
+/* A JSON real as bind text: integral values as "100.0" (what a client most
+ * likely wrote), others as the shortest text that reads back as the same
+ * double ("0.1", not "0.10000000000000001"). */
 static char *format_real(double v)
 {
 	char buf[40];
+	if (v == floor(v) && fabs(v) < 1e15) {
+		snprintf(buf, sizeof(buf), "%.1f", v);
+		return xstrdup(buf);
+	}
 	for (int prec = 1; prec <= 17; prec++) {
 		snprintf(buf, sizeof(buf), "%.*g", prec, v);
 		if (strtod(buf, NULL) == v)

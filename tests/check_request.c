@@ -1,1 +1,580 @@
-int main(void){return 77;}
+/*
+ * check_request: unit tests for coordinator/request.c, the validator of
+ * POST /v1/transactions bodies.
+ *
+ * Everything a client sends passes through request_parse before any
+ * database sees it. Two things matter most: parameters reach PostgreSQL as
+ * exactly the text we expect (never spliced into SQL), and a branch can
+ * never end its own transaction (a COMMIT inside a branch would commit it
+ * outside two-phase commit and break atomicity). So these tests pin the
+ * bound text of every JSON type, the exact field and message of every
+ * rejection, and the transaction-control filter against the way
+ * PostgreSQL's own lexer reads comments. Every TxnRequest is freed, so the
+ * file runs clean under ASan/LSan and valgrind.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "request.h"
+
+static Config cfg;
+
+static void setup(void)
+{
+	static const char text[] = "[coordinator]\n"
+	                           "id = c1\n"
+	                           "log_dir = /x\n"
+	                           "default_timeout_ms = 5000\n"
+	                           "max_timeout_ms = 60000\n"
+	                           "[participant bank_a]\n"
+	                           "conninfo = dbname=a\n"
+	                           "[participant bank_b]\n"
+	                           "conninfo = dbname=b\n"
+	                           "[participant bank_c]\n"
+	                           "conninfo = dbname=c\n";
+	char err[512];
+	ck_assert_msg(config_load_string(text, "test.ini", &cfg, err, sizeof(err)), "%s", err);
+}
+
+static void teardown(void)
+{
+	config_free(&cfg);
+}
+
+#define ck_assert_contains(s, sub)                                                                                     \
+	ck_assert_msg(strstr((s), (sub)) != NULL, "\"%s\" does not contain \"%s\"", (s), (sub))
+
+static void parse_ok(const char *body, TxnRequest *req)
+{
+	char field[256] = "", err[512] = "";
+	bool ok = request_parse(body, strlen(body), &cfg, req, field, sizeof(field), err, sizeof(err));
+	ck_assert_msg(ok, "rejected (field \"%s\": %s): %s", field, err, body);
+}
+
+/* The body must be rejected with exactly this field and a message holding
+ * errsub; the request must come back empty (nothing left to free). */
+static void expect_reject_len(const char *body, size_t len, const char *want_field, const char *errsub)
+{
+	TxnRequest req;
+	char field[256], err[512];
+
+	memset(field, 'X', sizeof(field));
+	field[sizeof(field) - 1] = '\0';
+	err[0] = '\0';
+	bool ok = request_parse(body, len, &cfg, &req, field, sizeof(field), err, sizeof(err));
+	if (ok)
+		request_free(&req);
+	ck_assert_msg(!ok, "accepted: %.300s", body);
+	ck_assert_msg(strcmp(field, want_field) == 0, "field \"%s\", want \"%s\" (err: %s) for %.300s", field,
+	              want_field, err, body);
+	ck_assert_msg(strstr(err, errsub) != NULL, "err \"%s\" does not contain \"%s\" for %.300s", err, errsub, body);
+	ck_assert_ptr_null(req.branches);
+	ck_assert_ptr_null(req.json);
+	ck_assert_ptr_null(req.owned);
+	ck_assert_uint_eq(req.nbranches, 0);
+}
+
+static void expect_reject(const char *body, const char *want_field, const char *errsub)
+{
+	expect_reject_len(body, strlen(body), want_field, errsub);
+}
+
+/* A one-statement body for bank_a; sql is a JSON string literal's contents. */
+static void one_sql(char *buf, size_t len, const char *sql_json)
+{
+	snprintf(buf, len, "{\"branches\":{\"bank_a\":[{\"sql\":\"%s\"}]}}", sql_json);
+}
+
+/* ---- valid requests --------------------------------------------------------- */
+
+START_TEST(test_valid_request_every_param_type)
+{
+	static const char body[] =
+	    "{\"timeout_ms\": 1234, \"branches\": {"
+	    "  \"bank_b\": [ {\"sql\": \"UPDATE acct SET bal = bal + $1 WHERE id = $2\", \"params\": [10, \"x\"],"
+	    "                \"expect_rows\": 1} ],"
+	    "  \"bank_a\": ["
+	    "     {\"sql\": \"SELECT $1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13\","
+	    "      \"params\": [null, \"s\", 42, -7, 1.5, 0.1, 1e300, true, false, {\"a\":[1,2]}, [1,\"x\"],"
+	    "                   \"\", \"caf\\u00e9 \\\"q\\\" \\\\ \\n\"]},"
+	    "     {\"sql\": \"DELETE FROM t\", \"expect_rows\": 0},"
+	    "     {\"sql\": \"SELECT 1\", \"params\": []}"
+	    "  ]}}";
+	static const char *const want[] = {NULL,
+	                                   "s",
+	                                   "42",
+	                                   "-7",
+	                                   "1.5",
+	                                   "0.1",
+	                                   "1e+300",
+	                                   "true",
+	                                   "false",
+	                                   "{\"a\":[1,2]}",
+	                                   "[1,\"x\"]",
+	                                   "",
+	                                   "caf\xc3\xa9 \"q\" \\ \n"};
+	TxnRequest req;
+
+	parse_ok(body, &req);
+	ck_assert_int_eq(req.timeout_ms, 1234);
+	ck_assert_uint_eq(req.nbranches, 2);
+
+	/* Branch order is the order in the body. */
+	ReqBranch *b0 = &req.branches[0], *b1 = &req.branches[1];
+	ck_assert_ptr_eq(b0->participant, config_find_participant(&cfg, "bank_b"));
+	ck_assert_str_eq(b0->participant->name, "bank_b");
+	ck_assert_uint_eq(b0->participant->index, 1);
+	ck_assert_ptr_eq(b1->participant, config_find_participant(&cfg, "bank_a"));
+	ck_assert_uint_eq(b1->participant->index, 0);
+
+	ck_assert_uint_eq(b0->nstmts, 1);
+	ck_assert_str_eq(b0->stmts[0].sql, "UPDATE acct SET bal = bal + $1 WHERE id = $2");
+	ck_assert_int_eq(b0->stmts[0].nparams, 2);
+	ck_assert_str_eq(b0->stmts[0].params[0], "10");
+	ck_assert_str_eq(b0->stmts[0].params[1], "x");
+	ck_assert_int_eq(b0->stmts[0].expect_rows, 1);
+
+	ck_assert_uint_eq(b1->nstmts, 3);
+	ReqStatement *s = &b1->stmts[0];
+	ck_assert_str_eq(s->sql, "SELECT $1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13");
+	ck_assert_int_eq(s->nparams, (int)(sizeof(want) / sizeof(want[0])));
+	for (int i = 0; i < s->nparams; i++) {
+		if (want[i] == NULL)
+			ck_assert_msg(s->params[i] == NULL, "param %d: JSON null must be a NULL pointer, got \"%s\"", i,
+			              s->params[i]);
+		else
+			ck_assert_msg(s->params[i] != NULL && strcmp(s->params[i], want[i]) == 0,
+			              "param %d: got \"%s\", want \"%s\"", i, s->params[i] ? s->params[i] : "(NULL)",
+			              want[i]);
+	}
+	ck_assert_int_eq(s->expect_rows, -1); /* no guard */
+	ck_assert_str_eq(b1->stmts[1].sql, "DELETE FROM t");
+	ck_assert_int_eq(b1->stmts[1].expect_rows, 0);
+	ck_assert_int_eq(b1->stmts[1].nparams, 0);
+	ck_assert_int_eq(b1->stmts[2].nparams, 0);
+	ck_assert_int_eq(b1->stmts[2].expect_rows, -1);
+	request_free(&req);
+	ck_assert_ptr_null(req.branches);
+	ck_assert_ptr_null(req.json);
+	request_free(&req); /* idempotent on a freed request */
+}
+END_TEST
+
+/* More numbers: every bound text must read back as the same value. */
+START_TEST(test_number_params)
+{
+	static const struct {
+		const char *json, *want;
+	} cases[] = {
+	    {"0", "0"},
+	    {"-0", "0"},
+	    {"9223372036854775807", "9223372036854775807"},
+	    {"-9223372036854775808", "-9223372036854775808"},
+	    {"9007199254740993", "9007199254740993"}, /* integers stay exact */
+	    {"0.5", "0.5"},
+	    {"-2.25", "-2.25"},
+	    {"1e-7", "1e-07"},
+	    {"3.141592653589793", "3.141592653589793"},
+	    {"1e308", "1e+308"},
+	    {"0.30000000000000004", "0.30000000000000004"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char body[256];
+		TxnRequest req;
+		snprintf(body, sizeof(body), "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT $1\",\"params\":[%s]}]}}",
+		         cases[i].json);
+		parse_ok(body, &req);
+		ck_assert_msg(strcmp(req.branches[0].stmts[0].params[0], cases[i].want) == 0,
+		              "%s bound as \"%s\", want \"%s\"", cases[i].json, req.branches[0].stmts[0].params[0],
+		              cases[i].want);
+		request_free(&req);
+	}
+}
+END_TEST
+
+START_TEST(test_timeout_default_and_explicit)
+{
+	TxnRequest req;
+
+	parse_ok("{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT 1\"}]}}", &req);
+	ck_assert_int_eq(req.timeout_ms, 5000);
+	ck_assert_uint_eq(req.nbranches, 1);
+	ck_assert_int_eq(req.branches[0].stmts[0].nparams, 0);
+	ck_assert_ptr_null(req.branches[0].stmts[0].params);
+	request_free(&req);
+
+	parse_ok("{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT 1\"}]},\"timeout_ms\":1}", &req);
+	ck_assert_int_eq(req.timeout_ms, 1);
+	request_free(&req);
+
+	parse_ok("{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT 1\"}]},\"timeout_ms\":60000}", &req);
+	ck_assert_int_eq(req.timeout_ms, 60000);
+	request_free(&req);
+}
+END_TEST
+
+START_TEST(test_branch_order_preserved)
+{
+	TxnRequest req;
+
+	parse_ok("{\"branches\":{\"bank_c\":[{\"sql\":\"SELECT 3\"}],\"bank_a\":[{\"sql\":\"SELECT 1\"}],"
+	         "\"bank_b\":[{\"sql\":\"SELECT 2\"},{\"sql\":\"SELECT 22\"}]}}",
+	         &req);
+	ck_assert_uint_eq(req.nbranches, 3);
+	ck_assert_str_eq(req.branches[0].participant->name, "bank_c");
+	ck_assert_uint_eq(req.branches[0].participant->index, 2);
+	ck_assert_str_eq(req.branches[0].stmts[0].sql, "SELECT 3");
+	ck_assert_str_eq(req.branches[1].participant->name, "bank_a");
+	ck_assert_str_eq(req.branches[1].stmts[0].sql, "SELECT 1");
+	ck_assert_str_eq(req.branches[2].participant->name, "bank_b");
+	ck_assert_uint_eq(req.branches[2].nstmts, 2);
+	ck_assert_str_eq(req.branches[2].stmts[0].sql, "SELECT 2");
+	ck_assert_str_eq(req.branches[2].stmts[1].sql, "SELECT 22");
+	request_free(&req);
+}
+END_TEST
+
+/* ---- rejections ------------------------------------------------------------------ */
+
+START_TEST(test_reject_malformed_json)
+{
+	expect_reject("", "", "malformed JSON");
+	expect_reject("{", "", "malformed JSON");
+	expect_reject("{\"branches\":}", "", "malformed JSON");
+	expect_reject("{\"branches\":{\"bank_a\":[{\"sql\":\"x\"}]}} trailing", "", "malformed JSON");
+	expect_reject("{'branches':{}}", "", "malformed JSON");
+	expect_reject("42", "", "malformed JSON");
+	expect_reject("\"str\"", "", "malformed JSON");
+	expect_reject("null", "", "malformed JSON");
+	/* Not an object at the top. */
+	expect_reject("[1,2]", "", "must be a JSON object");
+	expect_reject("[]", "", "must be a JSON object");
+	/* The length is honoured: a valid prefix followed by garbage is fine
+	 * when only the prefix is passed, and a cut body is malformed. */
+	static const char body[] = "{\"branches\":{\"bank_a\":[{\"sql\":\"x\"}]}}GARBAGE";
+	TxnRequest req;
+	char field[64], err[256];
+	ck_assert(request_parse(body, sizeof(body) - 1 - 7, &cfg, &req, field, sizeof(field), err, sizeof(err)));
+	request_free(&req);
+	expect_reject_len(body, 20, "", "malformed JSON");
+}
+END_TEST
+
+START_TEST(test_reject_structure)
+{
+	expect_reject("{\"branches\":{\"bank_a\":[{\"sql\":\"x\"}]},\"extra\":1}", "extra", "unknown field 'extra'");
+	expect_reject("{\"Branches\":{}}", "Branches", "unknown field");
+	expect_reject("{}", "branches", "branches is required");
+	expect_reject("{\"timeout_ms\":100}", "branches", "branches is required");
+	expect_reject("{\"branches\":[]}", "branches", "must be an object");
+	expect_reject("{\"branches\":\"bank_a\"}", "branches", "must be an object");
+	expect_reject("{\"branches\":null}", "branches", "must be an object");
+	expect_reject("{\"branches\":{}}", "branches", "empty");
+	expect_reject("{\"branches\":{\"bank_z\":[{\"sql\":\"x\"}]}}", "branches.bank_z",
+	              "unknown participant 'bank_z'");
+	/* An unknown participant after a valid one. */
+	expect_reject("{\"branches\":{\"bank_a\":[{\"sql\":\"x\"}],\"BANK_B\":[{\"sql\":\"x\"}]}}", "branches.BANK_B",
+	              "unknown participant");
+	expect_reject("{\"branches\":{\"bank_a\":{\"sql\":\"x\"}}}", "branches.bank_a", "must be an array");
+	expect_reject("{\"branches\":{\"bank_a\":\"SELECT 1\"}}", "branches.bank_a", "must be an array");
+	expect_reject("{\"branches\":{\"bank_a\":[]}}", "branches.bank_a", "has no statements");
+	expect_reject("{\"branches\":{\"bank_a\":[\"SELECT 1\"]}}", "branches.bank_a[0]", "must be an object");
+	expect_reject("{\"branches\":{\"bank_a\":[{\"sql\":\"x\"},null]}}", "branches.bank_a[1]", "must be an object");
+	expect_reject("{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"param\":[]}]}}", "branches.bank_a[0].param",
+	              "unknown field 'param'");
+	expect_reject("{\"branches\":{\"bank_a\":[{\"params\":[1]}]}}", "branches.bank_a[0].sql", "sql is required");
+	expect_reject("{\"branches\":{\"bank_a\":[{}]}}", "branches.bank_a[0].sql", "sql is required");
+	expect_reject("{\"branches\":{\"bank_a\":[{\"sql\":1}]}}", "branches.bank_a[0].sql", "must be a string");
+	expect_reject("{\"branches\":{\"bank_a\":[{\"sql\":null}]}}", "branches.bank_a[0].sql", "must be a string");
+	expect_reject("{\"branches\":{\"bank_a\":[{\"sql\":[\"x\"]}]}}", "branches.bank_a[0].sql", "must be a string");
+	expect_reject("{\"branches\":{\"bank_a\":[{\"sql\":\"\"}]}}", "branches.bank_a[0].sql", "sql is empty");
+	expect_reject("{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"params\":{}}]}}", "branches.bank_a[0].params",
+	              "must be an array");
+	expect_reject("{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"params\":\"1\"}]}}", "branches.bank_a[0].params",
+	              "must be an array");
+	/* A later statement of a later branch: the field says exactly where. */
+	expect_reject("{\"branches\":{\"bank_a\":[{\"sql\":\"x\"}],\"bank_b\":[{\"sql\":\"y\"},{\"sql\":\"z\","
+	              "\"params\":7}]}}",
+	              "branches.bank_b[1].params", "must be an array");
+}
+END_TEST
+
+START_TEST(test_reject_expect_rows)
+{
+	expect_reject("{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"expect_rows\":-1}]}}",
+	              "branches.bank_a[0].expect_rows", "non-negative integer");
+	expect_reject("{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"expect_rows\":1.5}]}}",
+	              "branches.bank_a[0].expect_rows", "non-negative integer");
+	expect_reject("{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"expect_rows\":1.0}]}}",
+	              "branches.bank_a[0].expect_rows", "non-negative integer");
+	expect_reject("{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"expect_rows\":\"1\"}]}}",
+	              "branches.bank_a[0].expect_rows", "non-negative integer");
+	expect_reject("{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"expect_rows\":null}]}}",
+	              "branches.bank_a[0].expect_rows", "non-negative integer");
+	expect_reject("{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"expect_rows\":true}]}}",
+	              "branches.bank_a[0].expect_rows", "non-negative integer");
+}
+END_TEST
+
+START_TEST(test_reject_timeout)
+{
+	expect_reject("{\"timeout_ms\":0,\"branches\":{\"bank_a\":[{\"sql\":\"x\"}]}}", "timeout_ms",
+	              "positive integer");
+	expect_reject("{\"timeout_ms\":-5,\"branches\":{\"bank_a\":[{\"sql\":\"x\"}]}}", "timeout_ms",
+	              "positive integer");
+	expect_reject("{\"timeout_ms\":\"100\",\"branches\":{\"bank_a\":[{\"sql\":\"x\"}]}}", "timeout_ms",
+	              "positive integer");
+	expect_reject("{\"timeout_ms\":100.0,\"branches\":{\"bank_a\":[{\"sql\":\"x\"}]}}", "timeout_ms",
+	              "positive integer");
+	expect_reject("{\"timeout_ms\":null,\"branches\":{\"bank_a\":[{\"sql\":\"x\"}]}}", "timeout_ms",
+	              "positive integer");
+	expect_reject("{\"timeout_ms\":60001,\"branches\":{\"bank_a\":[{\"sql\":\"x\"}]}}", "timeout_ms",
+	              "exceeds the maximum of 60000");
+	expect_reject("{\"timeout_ms\":9223372036854775807,\"branches\":{\"bank_a\":[{\"sql\":\"x\"}]}}", "timeout_ms",
+	              "exceeds the maximum");
+}
+END_TEST
+
+START_TEST(test_reject_duplicate_keys)
+{
+	expect_reject("{\"branches\":{\"bank_a\":[{\"sql\":\"x\"}]},\"branches\":{\"bank_b\":[{\"sql\":\"y\"}]}}", "",
+	              "duplicate object key");
+	/* The same participant twice would otherwise be one branch or two. */
+	expect_reject("{\"branches\":{\"bank_a\":[{\"sql\":\"x\"}],\"bank_a\":[{\"sql\":\"y\"}]}}", "",
+	              "duplicate object key");
+	expect_reject("{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"sql\":\"COMMIT\"}]}}", "", "duplicate object key");
+	expect_reject("{\"timeout_ms\":1,\"timeout_ms\":2,\"branches\":{\"bank_a\":[{\"sql\":\"x\"}]}}", "",
+	              "duplicate object key");
+}
+END_TEST
+
+/* Builds a body with nstmts statements of nparams parameters each. */
+static char *big_body(int nstmts, int nparams)
+{
+	size_t cap = 64 + (size_t)nstmts * (32 + (size_t)nparams * 2);
+	char *b = malloc(cap);
+	size_t o = 0;
+
+	ck_assert_ptr_nonnull(b);
+	o += (size_t)snprintf(b + o, cap - o, "{\"branches\":{\"bank_a\":[");
+	for (int s = 0; s < nstmts; s++) {
+		o += (size_t)snprintf(b + o, cap - o, "%s{\"sql\":\"SELECT 1\",\"params\":[", s ? "," : "");
+		for (int p = 0; p < nparams; p++)
+			o += (size_t)snprintf(b + o, cap - o, "%s1", p ? "," : "");
+		o += (size_t)snprintf(b + o, cap - o, "]}");
+	}
+	o += (size_t)snprintf(b + o, cap - o, "]}}");
+	ck_assert_uint_lt(o, cap);
+	return b;
+}
+
+START_TEST(test_limits)
+{
+	TxnRequest req;
+	char *b;
+
+	b = big_body(REQ_MAX_STATEMENTS, 0);
+	parse_ok(b, &req);
+	ck_assert_uint_eq(req.branches[0].nstmts, REQ_MAX_STATEMENTS);
+	request_free(&req);
+	free(b);
+
+	b = big_body(REQ_MAX_STATEMENTS + 1, 0);
+	expect_reject(b, "branches.bank_a", "has 1001 statements; at most 1000");
+	free(b);
+
+	b = big_body(1, REQ_MAX_PARAMS);
+	parse_ok(b, &req);
+	ck_assert_int_eq(req.branches[0].stmts[0].nparams, REQ_MAX_PARAMS);
+	ck_assert_str_eq(req.branches[0].stmts[0].params[REQ_MAX_PARAMS - 1], "1");
+	request_free(&req);
+	free(b);
+
+	b = big_body(1, REQ_MAX_PARAMS + 1);
+	expect_reject(b, "branches.bank_a[0].params", "has 1001 parameters; at most 1000");
+	free(b);
+}
+END_TEST
+
+/* A NUL byte cannot be part of a PostgreSQL text value (libpq would cut the
+ * string there). jansson refuses \u0000 unless asked, so it is a JSON error. */
+START_TEST(test_reject_nul)
+{
+	expect_reject("{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT $1\",\"params\":[\"a\\u0000b\"]}]}}", "",
+	              "\\u0000 is not allowed");
+	expect_reject("{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT 1\\u0000; COMMIT\"}]}}", "",
+	              "\\u0000 is not allowed");
+	/* A raw NUL byte inside the body. */
+	static const char raw[] = "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT 1\0\"}]}}";
+	expect_reject_len(raw, sizeof(raw) - 1, "", "malformed JSON");
+}
+END_TEST
+
+/* JSON has no NaN or infinity, but 1e999 overflows a double: jansson must
+ * refuse it (a 400), not hand us inf to bind. Likewise integers past int64. */
+START_TEST(test_reject_huge_numbers)
+{
+	expect_reject("{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT $1\",\"params\":[1e999]}]}}", "", "overflow");
+	expect_reject("{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT $1\",\"params\":[-1e999]}]}}", "", "overflow");
+	expect_reject("{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT $1\",\"params\":[123456789012345678901234]}]}}", "",
+	              "too big integer");
+	expect_reject("{\"timeout_ms\":1e999,\"branches\":{\"bank_a\":[{\"sql\":\"x\"}]}}", "", "overflow");
+	expect_reject("{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT $1\",\"params\":[NaN]}]}}", "", "malformed JSON");
+	expect_reject("{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT $1\",\"params\":[Infinity]}]}}", "",
+	              "malformed JSON");
+}
+END_TEST
+
+/* Statements that would end or restart the branch's transaction. */
+START_TEST(test_transaction_control_rejected)
+{
+	static const char *const sqls[] = {
+	    "COMMIT",
+	    "  commit;",
+	    "/* c */ ROLLBACK",
+	    "-- x\\nBEGIN",
+	    "START TRANSACTION",
+	    "END",
+	    "ABORT",
+	    "PREPARE TRANSACTION 'x'",
+	    "prepare transaction 'x'",
+	    "Commit Work",
+	    "rollback to savepoint s", /* harmless in itself, but ROLLBACK is refused as a whole */
+	    "COMMIT PREPARED 'twopc_c1_0000000000000001_0'",
+	    "ROLLBACK PREPARED 'twopc_c1_0000000000000001_0'",
+	    "begin isolation level serializable",
+	    "\\t\\r\\n\\fEND;",
+	    "/* a /* nested */ comment */ COMMIT",
+	    "--one\\n--two\\n  /* three */\\n abort",
+	    "PREPARE\\tTRANSACTION 'x'",
+	    "PREPARE/**/TRANSACTION 'x'",
+	    "PREPARE -- c\\n TRANSACTION 'x'",
+	};
+	for (size_t i = 0; i < sizeof(sqls) / sizeof(sqls[0]); i++) {
+		char body[512];
+		one_sql(body, sizeof(body), sqls[i]);
+		expect_reject(body, "branches.bank_a[0].sql", "transaction control");
+	}
+	/* In a later statement of a later branch. */
+	expect_reject("{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT 1\"}],\"bank_b\":[{\"sql\":\"SELECT 1\"},"
+	              "{\"sql\":\"COMMIT\"}]}}",
+	              "branches.bank_b[1].sql", "not allowed");
+}
+END_TEST
+
+/* PostgreSQL ends a "--" comment at a carriage return as well as a newline
+ * (scan.l: newline [\n\r]); checked against a PostgreSQL 15 server, where
+ * "-- x\rCOMMIT" commits the open transaction. A filter that skips the
+ * comment only up to '\n' lets this COMMIT through. */
+START_TEST(test_transaction_control_cr_comment)
+{
+	static const char *const sqls[] = {
+	    "-- x\\rCOMMIT",
+	    "-- x\\r  rollback",
+	    "PREPARE -- x\\rTRANSACTION 'g'",
+	};
+	for (size_t i = 0; i < sizeof(sqls) / sizeof(sqls[0]); i++) {
+		char body[512];
+		one_sql(body, sizeof(body), sqls[i]);
+		expect_reject(body, "branches.bank_a[0].sql", "transaction control");
+	}
+}
+END_TEST
+
+START_TEST(test_transaction_control_lookalikes_accepted)
+{
+	static const char *const sqls[] = {
+	    "PREPARE foo AS SELECT 1",
+	    "prepare transfer(int) AS SELECT $1",
+	    "SELECT 'COMMIT'",
+	    "UPDATE t SET commit = 1",
+	    "INSERT INTO beginnings VALUES (1)",
+	    "ENDPOINTS",
+	    "SELECT 1 -- COMMIT",
+	    "-- COMMIT\\nSELECT 1",
+	    "/* ROLLBACK */ SELECT 1",
+	    "SAVEPOINT s1",
+	    "RELEASE SAVEPOINT s1",
+	    "SET LOCAL statement_timeout = 1000",
+	    "EXECUTE foo",
+	    "WITH x AS (SELECT 1) SELECT * FROM x",
+	    "committed_rows",
+	};
+	for (size_t i = 0; i < sizeof(sqls) / sizeof(sqls[0]); i++) {
+		char body[512];
+		TxnRequest req;
+		one_sql(body, sizeof(body), sqls[i]);
+		parse_ok(body, &req);
+		ck_assert_uint_eq(req.nbranches, 1);
+		ck_assert_ptr_nonnull(req.branches[0].stmts[0].sql);
+		request_free(&req);
+	}
+}
+END_TEST
+
+/* Parse and free many times, success and failure paths interleaved: under
+ * ASan/LSan or valgrind any leak on either path shows up. */
+START_TEST(test_parse_free_cycles)
+{
+	for (int i = 0; i < 200; i++) {
+		TxnRequest req;
+		parse_ok("{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT $1,$2,$3\",\"params\":[1.25,{\"k\":[1]},7]}],"
+		         "\"bank_b\":[{\"sql\":\"SELECT 1\"}]}}",
+		         &req);
+		ck_assert_str_eq(req.branches[0].stmts[0].params[0], "1.25");
+		ck_assert_str_eq(req.branches[0].stmts[0].params[1], "{\"k\":[1]}");
+		request_free(&req);
+		expect_reject("{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT $1,$2\",\"params\":[1.5,[2]]},"
+		              "{\"sql\":\"COMMIT\"}]}}",
+		              "branches.bank_a[1].sql", "transaction control");
+		expect_reject("{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT $1\",\"params\":[0.5]}],\"bank_q\":[]}}",
+		              "branches.bank_q", "unknown participant");
+	}
+}
+END_TEST
+
+static Suite *request_suite(void)
+{
+	Suite *s = suite_create("request");
+	TCase *tc = tcase_create("valid");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_valid_request_every_param_type);
+	tcase_add_test(tc, test_number_params);
+	tcase_add_test(tc, test_timeout_default_and_explicit);
+	tcase_add_test(tc, test_branch_order_preserved);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("invalid");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_reject_malformed_json);
+	tcase_add_test(tc, test_reject_structure);
+	tcase_add_test(tc, test_reject_expect_rows);
+	tcase_add_test(tc, test_reject_timeout);
+	tcase_add_test(tc, test_reject_duplicate_keys);
+	tcase_add_test(tc, test_limits);
+	tcase_add_test(tc, test_reject_nul);
+	tcase_add_test(tc, test_reject_huge_numbers);
+	tcase_add_test(tc, test_parse_free_cycles);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("transaction_control");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_transaction_control_rejected);
+	tcase_add_test(tc, test_transaction_control_cr_comment);
+	tcase_add_test(tc, test_transaction_control_lookalikes_accepted);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(request_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
