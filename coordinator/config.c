@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,22 +33,31 @@ typedef struct KeyDef {
 	const char *default_value; /* NULL: required */
 	int64_t min, max;
 	const char *help;
+	size_t offset; /* of the field in Config or ParticipantConfig (KT_INT, KT_STRING, KT_CONNINFO) */
 } KeyDef;
 
+#define C(f) offsetof(Config, f)
+#define P(f) offsetof(ParticipantConfig, f)
+
 static const KeyDef keys[] = {
-    {SEC_COORDINATOR, "id", KT_COORD_ID, NULL, 0, 0, "coordinator id, part of every GID: [A-Za-z0-9_]{1,32}"},
-    {SEC_COORDINATOR, "listen", KT_LISTEN, "127.0.0.1:8432", 0, 0, "HTTP listen address host:port"},
-    {SEC_COORDINATOR, "log_dir", KT_STRING, NULL, 0, 0, "decision log directory (created if missing)"},
-    {SEC_COORDINATOR, "default_timeout_ms", KT_INT, "5000", 1, 3600000, "timeout of a request without timeout_ms"},
-    {SEC_COORDINATOR, "max_timeout_ms", KT_INT, "60000", 1, 3600000, "cap on a request's timeout_ms"},
+    {SEC_COORDINATOR, "id", KT_COORD_ID, NULL, 0, 0, "coordinator id, part of every GID: [A-Za-z0-9_]{1,32}", 0},
+    {SEC_COORDINATOR, "listen", KT_LISTEN, "127.0.0.1:8432", 0, 0, "HTTP listen address host:port", 0},
+    {SEC_COORDINATOR, "log_dir", KT_STRING, NULL, 0, 0, "decision log directory (created if missing)", C(log_dir)},
+    {SEC_COORDINATOR, "default_timeout_ms", KT_INT, "5000", 1, 3600000, "timeout of a request without timeout_ms",
+     C(default_timeout_ms)},
+    {SEC_COORDINATOR, "max_timeout_ms", KT_INT, "60000", 1, 3600000, "cap on a request's timeout_ms",
+     C(max_timeout_ms)},
     {SEC_COORDINATOR, "lock_timeout_ms", KT_INT, "1000", 0, 3600000,
-     "lock_timeout of every branch; breaks deadlocks that span participants"},
-    {SEC_COORDINATOR, "max_body_bytes", KT_INT, "1048576", 1024, 1073741824, "largest request body (413 past it)"},
-    {SEC_COORDINATOR, "max_in_flight", KT_INT, "10000", 1, 10000000, "most transactions in flight (503 past it)"},
-    {SEC_COORDINATOR, "log_segment_bytes", KT_INT, "16777216", 4096, 1073741824, "decision-log segment size"},
-    {SEC_COORDINATOR, "log_level", KT_LOG_LEVEL, "info", 0, 0, "debug, info, warning or error"},
-    {SEC_PARTICIPANT, "conninfo", KT_CONNINFO, NULL, 0, 0, "libpq connection string; must name a dbname"},
-    {SEC_PARTICIPANT, "pool_size", KT_INT, "8", 1, 1000, "connections to this participant"},
+     "lock_timeout of every branch; breaks deadlocks that span participants", C(lock_timeout_ms)},
+    {SEC_COORDINATOR, "max_body_bytes", KT_INT, "1048576", 1024, 1073741824, "largest request body (413 past it)",
+     C(max_body_bytes)},
+    {SEC_COORDINATOR, "max_in_flight", KT_INT, "10000", 1, 10000000, "most transactions in flight (503 past it)",
+     C(max_in_flight)},
+    {SEC_COORDINATOR, "log_segment_bytes", KT_INT, "16777216", 4096, 1073741824, "decision-log segment size",
+     C(log_segment_bytes)},
+    {SEC_COORDINATOR, "log_level", KT_LOG_LEVEL, "info", 0, 0, "debug, info, warning or error", 0},
+    {SEC_PARTICIPANT, "conninfo", KT_CONNINFO, NULL, 0, 0, "libpq connection string; must name a dbname", P(conninfo)},
+    {SEC_PARTICIPANT, "pool_size", KT_INT, "8", 1, 1000, "connections to this participant", P(pool_size)},
 };
 
 typedef struct ParseCtx {
@@ -134,26 +144,13 @@ static bool set_value(Config *cfg, ParticipantConfig *pc, const KeyDef *k, const
 	}
 	}
 
-	if (strcmp(k->name, "log_dir") == 0) {
-		free(cfg->log_dir);
-		cfg->log_dir = xstrdup(value);
-	} else if (strcmp(k->name, "conninfo") == 0) {
-		free(pc->conninfo);
-		pc->conninfo = xstrdup(value);
-	} else if (strcmp(k->name, "pool_size") == 0) {
-		pc->pool_size = v;
-	} else if (strcmp(k->name, "default_timeout_ms") == 0) {
-		cfg->default_timeout_ms = v;
-	} else if (strcmp(k->name, "max_timeout_ms") == 0) {
-		cfg->max_timeout_ms = v;
-	} else if (strcmp(k->name, "lock_timeout_ms") == 0) {
-		cfg->lock_timeout_ms = v;
-	} else if (strcmp(k->name, "max_body_bytes") == 0) {
-		cfg->max_body_bytes = v;
-	} else if (strcmp(k->name, "max_in_flight") == 0) {
-		cfg->max_in_flight = v;
-	} else if (strcmp(k->name, "log_segment_bytes") == 0) {
-		cfg->log_segment_bytes = v;
+	/* The table says where the value goes. */
+	char *field = (char *)(k->section == SEC_COORDINATOR ? (void *)cfg : (void *)pc) + k->offset;
+	if (k->type == KT_INT) {
+		*(int64_t *)field = v;
+	} else {
+		free(*(char **)field);
+		*(char **)field = xstrdup(value);
 	}
 	return true;
 }
