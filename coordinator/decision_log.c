@@ -81,6 +81,8 @@ static size_t payload_size(const DlogRecord *rec)
 		return n;
 	case DLOG_DONE:
 		return 8;
+	case DLOG_HEURISTIC:
+		return 8 + 8 + 1 + 1 + strlen(rec->branches[0].name) + 1 + strlen(rec->gid);
 	}
 	return 0;
 }
@@ -115,6 +117,18 @@ size_t dlog_encode(const DlogRecord *rec, uint8_t *buf)
 			memcpy(p, rec->branches[i].name, l);
 			p += l;
 		}
+	}
+	if (rec->type == DLOG_HEURISTIC) {
+		size_t nl = strlen(rec->branches[0].name), gl = strlen(rec->gid);
+		put_u64(p, (uint64_t)rec->wall_ms);
+		p += 8;
+		*p++ = rec->heuristic_commit ? 1 : 2;
+		*p++ = (uint8_t)nl;
+		memcpy(p, rec->branches[0].name, nl);
+		p += nl;
+		*p++ = (uint8_t)gl;
+		memcpy(p, rec->gid, gl);
+		p += gl;
 	}
 	put_u32(buf, (uint32_t)plen);
 	put_u32(buf + 4, crc32c(0, buf + 8, plen + 1));
@@ -184,6 +198,30 @@ DlogDecode dlog_decode(const uint8_t *buf, size_t len, DlogRecord *out, size_t *
 		if (p != end)
 			goto bad_payload;
 		return DLOG_DEC_OK;
+	case DLOG_HEURISTIC: {
+		size_t nl, gl;
+		if (plen < 8 + 8 + 1 + 1 + 1 + 1 + 1)
+			goto bad_payload;
+		out->txn_id = get_u64(p);
+		out->wall_ms = (int64_t)get_u64(p + 8);
+		if (p[16] != 1 && p[16] != 2)
+			goto bad_payload;
+		out->heuristic_commit = p[16] == 1;
+		nl = p[17];
+		p += 18;
+		if (nl == 0 || nl > DLOG_NAME_MAX || (size_t)(end - p) < nl + 1)
+			goto bad_payload;
+		out->nbranches = 1;
+		out->branches = xcalloc(1, sizeof(DlogBranchRef));
+		memcpy(out->branches[0].name, p, nl);
+		p += nl;
+		gl = *p++;
+		if (gl == 0 || gl > DLOG_GID_MAX || (size_t)(end - p) != gl)
+			goto bad_payload;
+		memcpy(out->gid, p, gl);
+		out->gid[gl] = '\0';
+		return DLOG_DEC_OK;
+	}
 	default:
 		errf(err, errlen, "unknown record type %u", buf[8]);
 		return DLOG_DEC_BAD;
@@ -223,11 +261,18 @@ void dlog_record_free(DlogRecord *rec)
 
 /* ---- the log object ---------------------------------------------------- */
 
+typedef enum CompletionKind {
+	COMP_DECISION, /* a new COMMIT or HEURISTIC: enters the live tables */
+	COMP_CARRIED,  /* a live record copied out of the oldest segment */
+} CompletionKind;
+
 typedef struct Completion {
 	DlogDoneFn fn;
 	void *arg;
-	DlogRecord *rec; /* the COMMIT, handed to the live table on completion */
+	DlogRecord *rec; /* the COMMIT/HEURISTIC, handed to the live tables on completion */
 	uint64_t seg;    /* set by the log thread: where the record landed */
+	CompletionKind kind;
+	uint64_t old_seg; /* COMP_CARRIED: the segment it was copied from */
 } Completion;
 
 typedef struct CompVec {
@@ -248,7 +293,13 @@ typedef struct Segment {
 typedef struct LiveCommit {
 	DlogRecord *rec;
 	uint64_t seg;
+	bool carrying;	       /* a copy is on its way to the active segment */
+	bool done_after_carry; /* a DONE arrived meanwhile: write it after the copy */
 } LiveCommit;
+
+/* Records in a segment more than this many segments behind the active one
+ * are copied forward, so one stuck transaction does not pin the log. */
+#define CARRY_AFTER_SEGMENTS 4
 
 struct Dlog {
 	char *dir;
@@ -279,8 +330,12 @@ struct Dlog {
 	int evfd;
 	struct event *ev;
 
+	bool readonly; /* opened to look: never writes */
+
 	/* Event loop only. */
-	IdMap live; /* txn id -> LiveCommit */
+	IdMap live; /* txn id -> LiveCommit of its COMMIT */
+	IdMap heur; /* txn id -> LiveCommit of its HEURISTIC */
+	size_t carry_pending;
 };
 
 static void compvec_push(CompVec *cv, Completion c)
@@ -338,18 +393,47 @@ static bool seg_name_parse(const char *name, uint64_t *seq)
 	return txn_id_parse(hex, seq);
 }
 
+static void seg_dec(Dlog *log, uint64_t seq)
+{
+	if (log->started)
+		pthread_mutex_lock(&log->mu);
+	Segment *s = seg_find(log, seq);
+	if (s != NULL && s->live > 0)
+		s->live--;
+	if (log->started)
+		pthread_mutex_unlock(&log->mu);
+}
+
+static IdMap *map_for(Dlog *log, DlogType type)
+{
+	return type == DLOG_HEURISTIC ? &log->heur : &log->live;
+}
+
+/* Makes rec (landed in seg) the live record of its transaction. A second
+ * copy (carried forward) replaces the first, whose segment count drops. */
 static void live_add(Dlog *log, DlogRecord *rec, uint64_t seg)
 {
-	LiveCommit *lc = idmap_get(&log->live, rec->txn_id);
+	IdMap *m = map_for(log, rec->type);
+	LiveCommit *lc = idmap_get(m, rec->txn_id);
 	if (lc != NULL) {
-		/* The same transaction decided twice cannot happen; keep the newest. */
+		seg_dec(log, lc->seg);
 		dlog_record_free(lc->rec);
 	} else {
-		lc = xmalloc(sizeof(*lc));
-		idmap_put(&log->live, rec->txn_id, lc);
+		lc = xcalloc(1, sizeof(*lc));
+		idmap_put(m, rec->txn_id, lc);
 	}
 	lc->rec = rec;
 	lc->seg = seg;
+}
+
+static void live_remove(Dlog *log, IdMap *m, uint64_t txn_id)
+{
+	LiveCommit *lc = idmap_del(m, txn_id);
+	if (lc != NULL) {
+		seg_dec(log, lc->seg);
+		dlog_record_free(lc->rec);
+		free(lc);
+	}
 }
 
 /* ---- directory helpers ------------------------------------------------- */
@@ -488,7 +572,7 @@ static bool valid_frame_after(const uint8_t *buf, size_t from, size_t len)
 
 		if (plen > len - p - DLOG_FRAME_HEADER || plen > DLOG_MAX_PAYLOAD)
 			continue;
-		if (!((type == DLOG_DONE && plen == 8) || (type == DLOG_COMMIT && plen >= 19)))
+		if (!((type == DLOG_DONE && plen == 8) || ((type == DLOG_COMMIT || type == DLOG_HEURISTIC) && plen >= 19)))
 			continue;
 		if (dlog_decode(buf + p, len - p, &rec, &flen, NULL, 0) == DLOG_DEC_OK) {
 			dlog_record_clear(&rec);
@@ -521,13 +605,18 @@ static bool replay_segment(Dlog *log, uint64_t seq, bool last, DlogLoadStats *st
 			 * fill). Anything else is damage we must not paper over: a flipped
 			 * length in the middle must not truncate the commits after it. */
 			bool tail = last && !valid_frame_after(buf, off + 1, len);
-			if (!tail) {
+			if (!tail && !(log->readonly && last)) {
 				errf(err, errlen,
 				     "decision log %s/%s: bad record at offset %zu (%s) with %zu bytes after it: "
 				     "this is not a torn tail; refusing to guess (inspect with "
 				     "twopc-recover check-log)",
 				     log->dir, name, off, why, len - off);
 				goto done;
+			}
+			if (log->readonly) {
+				/* Looking only: perhaps a record being written right now. */
+				st->torn_tail_bytes += len - off;
+				break;
 			}
 			int fd = openat(log->dirfd, name, O_WRONLY | O_CLOEXEC);
 			if (fd < 0 || ftruncate(fd, (off_t)off) != 0 || fdatasync(fd) != 0) {
@@ -547,18 +636,12 @@ static bool replay_segment(Dlog *log, uint64_t seq, bool last, DlogLoadStats *st
 		st->records++;
 		if (rec.txn_id > st->max_txn_id)
 			st->max_txn_id = rec.txn_id;
-		if (rec.type == DLOG_COMMIT) {
-			live_add(log, dlog_record_copy(&rec), seq);
+		if (rec.type == DLOG_COMMIT || rec.type == DLOG_HEURISTIC) {
 			seg_find(log, seq)->live++;
+			live_add(log, dlog_record_copy(&rec), seq);
 		} else if (rec.type == DLOG_DONE) {
-			LiveCommit *lc = idmap_del(&log->live, rec.txn_id);
-			if (lc != NULL) {
-				Segment *s = seg_find(log, lc->seg);
-				if (s != NULL && s->live > 0)
-					s->live--;
-				dlog_record_free(lc->rec);
-				free(lc);
-			}
+			live_remove(log, &log->live, rec.txn_id);
+			live_remove(log, &log->heur, rec.txn_id);
 		}
 		dlog_record_clear(&rec);
 		off += flen;
@@ -641,6 +724,7 @@ bool dlog_open(const char *dir, int64_t segment_bytes, Dlog **out, DlogLoadStats
 	pthread_mutex_init(&log->mu, NULL);
 	pthread_cond_init(&log->cv, NULL);
 	idmap_init(&log->live);
+	idmap_init(&log->heur);
 
 	if (!mkdir_p(dir, err, errlen))
 		goto done;
@@ -659,6 +743,7 @@ bool dlog_open(const char *dir, int64_t segment_bytes, Dlog **out, DlogLoadStats
 	}
 	st->segments = nseqs;
 	st->live_commits = log->live.count;
+	st->live_heuristics = log->heur.count;
 	/* Every segment from before this start is now closed: a fresh active
 	 * one keeps replay's torn-tail rule simple. */
 	if (!create_segment(log, nseqs ? seqs[nseqs - 1] + 1 : 1, err, errlen))
@@ -676,6 +761,92 @@ done:
 	}
 	*out = log;
 	return ok;
+}
+
+bool dlog_open_readonly(const char *dir, Dlog **out, DlogLoadStats *st, char *err, size_t errlen)
+{
+	Dlog *log = xcalloc(1, sizeof(*log));
+	uint64_t *seqs = NULL;
+	size_t nseqs = 0;
+	bool ok = false;
+
+	memset(st, 0, sizeof(*st));
+	log->dir = xstrdup(dir);
+	log->dirfd = log->lockfd = log->fd = log->evfd = -1;
+	log->readonly = true;
+	pthread_mutex_init(&log->mu, NULL);
+	pthread_cond_init(&log->cv, NULL);
+	idmap_init(&log->live);
+	idmap_init(&log->heur);
+	log->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (log->dirfd < 0) {
+		errf(err, errlen, "cannot open log directory %s: %s", dir, strerror(errno));
+		goto done;
+	}
+	if (!list_segments(log, &seqs, &nseqs, err, errlen))
+		goto done;
+	for (size_t i = 0; i < nseqs; i++) {
+		if (!replay_segment(log, seqs[i], i + 1 == nseqs, st, err, errlen))
+			goto done;
+	}
+	st->segments = nseqs;
+	st->live_commits = log->live.count;
+	st->live_heuristics = log->heur.count;
+	ok = true;
+done:
+	free(seqs);
+	if (!ok) {
+		dlog_close(log);
+		log = NULL;
+	}
+	*out = log;
+	return ok;
+}
+
+bool dlog_is_locked(const char *dir, long *pid)
+{
+	char path[4096], buf[32] = "";
+	int fd;
+	bool locked = false;
+
+	*pid = 0;
+	snprintf(path, sizeof(path), "%s/LOCK", dir);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	if (flock(fd, LOCK_SH | LOCK_NB) != 0) {
+		ssize_t r = pread(fd, buf, sizeof(buf) - 1, 0);
+		buf[r > 0 ? r : 0] = '\0';
+		*pid = strtol(buf, NULL, 10);
+		locked = true;
+	}
+	close(fd);
+	return locked;
+}
+
+bool dlog_list_segment_files(const char *dir, uint64_t **seqs, size_t *n, char *err, size_t errlen)
+{
+	Dlog tmp;
+	bool ok;
+
+	memset(&tmp, 0, sizeof(tmp));
+	tmp.dir = (char *)dir;
+	tmp.dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (tmp.dirfd < 0)
+		return errf(err, errlen, "cannot open log directory %s: %s", dir, strerror(errno));
+	ok = list_segments(&tmp, seqs, n, err, errlen);
+	close(tmp.dirfd);
+	return ok;
+}
+
+void dlog_segment_file_name(char *buf, size_t len, uint64_t seq)
+{
+	seg_name(buf, len, seq);
+}
+
+bool dlog_is_torn_tail(const uint8_t *buf, size_t off, size_t len)
+{
+	return !valid_frame_after(buf, off + 1, len);
 }
 
 /* ---- the log thread ---------------------------------------------------- */
@@ -763,6 +934,68 @@ static void *log_thread_main(void *arg)
 	return NULL;
 }
 
+static void append(Dlog *log, const DlogRecord *rec, Completion *c, bool sync);
+
+/* A carried copy is on disk: it is now the live record (unless a DONE came
+ * while it travelled: then the DONE goes out now, after the copy, so that
+ * replay never meets the copy after its DONE). */
+static void carry_done(Dlog *log, Completion *c)
+{
+	IdMap *m = map_for(log, c->rec->type);
+	LiveCommit *lc = idmap_get(m, c->rec->txn_id);
+	uint64_t txn = c->rec->txn_id;
+
+	log->carry_pending--;
+	if (lc == NULL || lc->seg != c->old_seg) {
+		seg_dec(log, c->seg); /* nobody needs this copy */
+		dlog_record_free(c->rec);
+		return;
+	}
+	seg_dec(log, lc->seg);
+	dlog_record_free(lc->rec);
+	lc->rec = c->rec;
+	lc->seg = c->seg;
+	lc->carrying = false;
+	if (lc->done_after_carry)
+		dlog_append_done(log, txn);
+}
+
+/* Copies the live records of the oldest segment into the active one once it
+ * falls CARRY_AFTER_SEGMENTS behind, so a transaction stuck in phase 2 (a
+ * participant down for days) does not keep every later segment on disk. */
+static void maybe_carry_forward(Dlog *log)
+{
+	uint64_t oldest;
+	IdMap *maps[2] = {&log->live, &log->heur};
+
+	if (log->carry_pending > 0 || log->readonly)
+		return;
+	pthread_mutex_lock(&log->mu);
+	bool due = log->nsegs > CARRY_AFTER_SEGMENTS && log->segs[0].seq != log->stats.active_segment &&
+	           log->segs[0].live > 0;
+	oldest = log->nsegs > 0 ? log->segs[0].seq : 0;
+	pthread_mutex_unlock(&log->mu);
+	if (!due)
+		return;
+	for (int k = 0; k < 2; k++) {
+		size_t pos = 0;
+		uint64_t key;
+		void *val;
+		while (idmap_next(maps[k], &pos, &key, &val)) {
+			LiveCommit *lc = val;
+			if (lc->seg != oldest || lc->carrying)
+				continue;
+			Completion c = {.kind = COMP_CARRIED, .rec = dlog_record_copy(lc->rec), .old_seg = oldest};
+			lc->carrying = true;
+			log->carry_pending++;
+			append(log, lc->rec, &c, true);
+			pthread_mutex_lock(&log->mu);
+			log->stats.carried_forward++;
+			pthread_mutex_unlock(&log->mu);
+		}
+	}
+}
+
 /* Event loop side: run the completions of records now on disk. */
 static void on_completions(evutil_socket_t fd, short what, void *arg)
 {
@@ -778,12 +1011,15 @@ static void on_completions(evutil_socket_t fd, short what, void *arg)
 	pthread_mutex_unlock(&log->mu);
 	for (size_t i = 0; i < mine.n; i++) {
 		Completion *c = &mine.v[i];
-		if (c->rec != NULL)
+		if (c->kind == COMP_CARRIED)
+			carry_done(log, c);
+		else if (c->rec != NULL)
 			live_add(log, c->rec, c->seg);
 		if (c->fn != NULL)
 			c->fn(c->arg);
 	}
 	free(mine.v);
+	maybe_carry_forward(log);
 }
 
 bool dlog_start(Dlog *log, struct event_base *base, char *err, size_t errlen)
@@ -819,25 +1055,96 @@ static void append(Dlog *log, const DlogRecord *rec, Completion *c, bool sync)
 
 void dlog_append_commit(Dlog *log, const DlogRecord *rec, DlogDoneFn done, void *arg)
 {
-	Completion c = {.fn = done, .arg = arg, .rec = dlog_record_copy(rec)};
+	Completion c = {.fn = done, .arg = arg, .rec = dlog_record_copy(rec), .kind = COMP_DECISION};
 	append(log, rec, &c, true);
 }
 
 void dlog_append_done(Dlog *log, uint64_t txn_id)
 {
 	DlogRecord rec = {.type = DLOG_DONE, .txn_id = txn_id};
-	LiveCommit *lc = idmap_del(&log->live, txn_id);
+	LiveCommit *lc = idmap_get(&log->live, txn_id), *lh = idmap_get(&log->heur, txn_id);
 
-	append(log, &rec, NULL, false);
-	if (lc != NULL) {
-		pthread_mutex_lock(&log->mu);
-		Segment *s = seg_find(log, lc->seg);
-		if (s != NULL && s->live > 0)
-			s->live--;
-		pthread_mutex_unlock(&log->mu);
-		dlog_record_free(lc->rec);
-		free(lc);
+	if ((lc && lc->carrying) || (lh && lh->carrying)) {
+		/* Its copy is in flight: write the DONE after it (carry_done). */
+		if (lc && lc->carrying)
+			lc->done_after_carry = true;
+		else
+			lh->done_after_carry = true;
+		return;
 	}
+	append(log, &rec, NULL, false);
+	live_remove(log, &log->live, txn_id);
+	live_remove(log, &log->heur, txn_id);
+}
+
+void dlog_append_heuristic(Dlog *log, const DlogRecord *rec, DlogDoneFn done, void *arg)
+{
+	Completion c = {.fn = done, .arg = arg, .rec = dlog_record_copy(rec), .kind = COMP_DECISION};
+	append(log, rec, &c, true);
+}
+
+bool dlog_append_sync(Dlog *log, const DlogRecord *rec, char *err, size_t errlen)
+{
+	size_t n = dlog_encoded_size(rec);
+	uint8_t *buf = xmalloc(n);
+	bool ok = false;
+
+	if (log->started || log->readonly || log->fd < 0) {
+		free(buf);
+		return errf(err, errlen, "decision log: synchronous append needs a log opened for writing and no log "
+		                         "thread");
+	}
+	dlog_encode(rec, buf);
+	if (!write_all(log->fd, buf, n) || fdatasync(log->fd) != 0) {
+		errf(err, errlen, "decision log %s: write or fdatasync failed: %s", log->dir, strerror(errno));
+		goto done;
+	}
+	log->active_size += (int64_t)n;
+	if (rec->type == DLOG_COMMIT || rec->type == DLOG_HEURISTIC) {
+		seg_find(log, log->active_seq)->live++;
+		live_add(log, dlog_record_copy(rec), log->active_seq);
+	} else if (rec->type == DLOG_DONE) {
+		live_remove(log, &log->live, rec->txn_id);
+		live_remove(log, &log->heur, rec->txn_id);
+	}
+	ok = true;
+done:
+	free(buf);
+	return ok;
+}
+
+DlogDecision dlog_decision(const Dlog *log, uint64_t txn_id)
+{
+	LiveCommit *lh = idmap_get(&log->heur, txn_id);
+	if (lh != NULL)
+		return lh->rec->heuristic_commit ? DLOG_HEURISTIC_COMMIT : DLOG_HEURISTIC_ABORT;
+	return idmap_contains(&log->live, txn_id) ? DLOG_COMMITTED : DLOG_PRESUMED_ABORT;
+}
+
+const char *dlog_decision_name(DlogDecision d)
+{
+	switch (d) {
+	case DLOG_PRESUMED_ABORT:
+		return "presumed abort";
+	case DLOG_COMMITTED:
+		return "committed";
+	case DLOG_HEURISTIC_COMMIT:
+		return "heuristic commit";
+	case DLOG_HEURISTIC_ABORT:
+		return "heuristic abort";
+	}
+	return "?";
+}
+
+const DlogRecord *dlog_find_heuristic(const Dlog *log, uint64_t txn_id)
+{
+	LiveCommit *lh = idmap_get(&log->heur, txn_id);
+	return lh ? lh->rec : NULL;
+}
+
+const IdMap *dlog_live_heuristics(const Dlog *log)
+{
+	return &log->heur;
 }
 
 const DlogRecord *dlog_find_commit(const Dlog *log, uint64_t txn_id)
@@ -889,12 +1196,16 @@ void dlog_close(Dlog *log)
 	free(log->done_comp.v);
 	free(log->pending_comp.v);
 	free(log->pending.p);
-	while (idmap_next(&log->live, &pos, &key, &val)) {
-		LiveCommit *lc = val;
-		dlog_record_free(lc->rec);
-		free(lc);
+	for (int k = 0; k < 2; k++) {
+		IdMap *m = k == 0 ? &log->live : &log->heur;
+		pos = 0;
+		while (idmap_next(m, &pos, &key, &val)) {
+			LiveCommit *lc = val;
+			dlog_record_free(lc->rec);
+			free(lc);
+		}
+		idmap_free(m);
 	}
-	idmap_free(&log->live);
 	free(log->segs);
 	if (log->lockfd >= 0)
 		close(log->lockfd); /* releases the flock */

@@ -28,9 +28,20 @@
 struct event_base;
 
 typedef enum DlogType {
-	DLOG_COMMIT = 1, /* the commit decision of a transaction */
-	DLOG_DONE = 2,   /* every branch of that transaction committed */
+	DLOG_COMMIT = 1,    /* the commit decision of a transaction */
+	DLOG_DONE = 2,      /* every branch of that transaction resolved: its records may go */
+	DLOG_HEURISTIC = 3, /* an operator's manual decision (twopc-recover commit/abort) */
 } DlogType;
+
+/* What the log says about a transaction, heuristics first. */
+typedef enum DlogDecision {
+	DLOG_PRESUMED_ABORT,   /* no record: abort */
+	DLOG_COMMITTED,	       /* a COMMIT record */
+	DLOG_HEURISTIC_COMMIT, /* an operator committed it by hand */
+	DLOG_HEURISTIC_ABORT,  /* an operator aborted it by hand */
+} DlogDecision;
+
+#define DLOG_GID_MAX 200
 
 #define DLOG_FRAME_HEADER 9
 #define DLOG_MAX_PAYLOAD  (64 * 1024)
@@ -44,9 +55,11 @@ typedef struct DlogBranchRef {
 typedef struct DlogRecord {
 	DlogType type;
 	uint64_t txn_id;
-	int64_t wall_ms;         /* COMMIT: when the decision was taken */
-	uint16_t nbranches;      /* COMMIT */
-	DlogBranchRef *branches; /* COMMIT: heap array owned by the record */
+	int64_t wall_ms;         /* COMMIT, HEURISTIC: when the decision was taken */
+	uint16_t nbranches;      /* COMMIT; HEURISTIC: 1 (the participant acted on) */
+	DlogBranchRef *branches; /* heap array owned by the record */
+	bool heuristic_commit;   /* HEURISTIC: commit (true) or abort (false) */
+	char gid[DLOG_GID_MAX + 1]; /* HEURISTIC: the prepared transaction acted on */
 } DlogRecord;
 
 typedef enum DlogDecode {
@@ -74,9 +87,19 @@ typedef struct DlogLoadStats {
 	uint64_t truncated_bytes; /* torn tail cut off */
 	uint64_t max_txn_id;
 	uint64_t segments_removed;
+	uint64_t live_heuristics;  /* HEURISTIC records without DONE */
+	uint64_t torn_tail_bytes;  /* read-only open: a bad tail left in place */
 } DlogLoadStats;
 
 typedef void (*DlogDoneFn)(void *arg);
+
+/* Opens a log to look at it, while a daemon may be running: no lock, no
+ * truncation, no new segment, no removal. A torn or bad tail of the newest
+ * segment is reported in stats (it may be a record being written). */
+bool dlog_open_readonly(const char *dir, Dlog **out, DlogLoadStats *stats, char *err, size_t errlen) WARN_UNUSED;
+
+/* Whether a process holds the directory's lock; its pid (or 0) in *pid. */
+bool dlog_is_locked(const char *dir, long *pid);
 
 /* Locks the directory (flock; one daemon per log), replays every segment,
  * truncates a torn tail (saying so), fails on a bad frame elsewhere, and
@@ -94,6 +117,22 @@ void dlog_append_commit(Dlog *log, const DlogRecord *rec, DlogDoneFn done, void 
  * looks for prepared branches that are already gone). */
 void dlog_append_done(Dlog *log, uint64_t txn_id);
 
+/* Appends a HEURISTIC record on the loop (twopcd); `done` runs once it is
+ * on disk. */
+void dlog_append_heuristic(Dlog *log, const DlogRecord *rec, DlogDoneFn done, void *arg);
+
+/* For the tools, before/without dlog_start: write and fdatasync one record
+ * now, on this thread. */
+bool dlog_append_sync(Dlog *log, const DlogRecord *rec, char *err, size_t errlen) WARN_UNUSED;
+
+/* The log's decision for a transaction (heuristic records first). */
+DlogDecision dlog_decision(const Dlog *log, uint64_t txn_id);
+const char *dlog_decision_name(DlogDecision d);
+/* The live HEURISTIC record of a transaction, or NULL. */
+const DlogRecord *dlog_find_heuristic(const Dlog *log, uint64_t txn_id);
+/* Live HEURISTIC records (txn id -> private), for sweeps. */
+const IdMap *dlog_live_heuristics(const Dlog *log);
+
 /* The live COMMIT (no DONE yet) of a transaction, or NULL. Loop thread. */
 const DlogRecord *dlog_find_commit(const Dlog *log, uint64_t txn_id);
 /* The live COMMITs, for recovery. Loop thread. */
@@ -106,12 +145,20 @@ typedef struct DlogStats {
 	uint64_t writes;
 	uint64_t segments_removed;
 	uint64_t active_segment;
+	uint64_t carried_forward; /* live records copied out of the oldest segment */
 } DlogStats;
 void dlog_get_stats(Dlog *log, DlogStats *out);
 
 /* Waits for everything appended so far to be written, then stops the
  * thread and releases the lock. */
 void dlog_close(Dlog *log);
+
+/* For check-log: segment files of dir, sorted (caller frees *seqs). */
+bool dlog_list_segment_files(const char *dir, uint64_t **seqs, size_t *n, char *err, size_t errlen) WARN_UNUSED;
+void dlog_segment_file_name(char *buf, size_t len, uint64_t seq);
+/* The torn-tail rule: whether a bad frame at `off` of the newest segment is
+ * a torn tail (no valid frame starts after it). */
+bool dlog_is_torn_tail(const uint8_t *buf, size_t off, size_t len);
 
 /* For tests: the number of segment files in the directory. */
 int dlog_count_segments(const char *dir);

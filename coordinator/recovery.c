@@ -15,6 +15,30 @@
 #include "log.h"
 #include "participant.h"
 
+const char *xact_action_name(XactAction a)
+{
+	switch (a) {
+	case XACT_LEAVE:
+		return "LEAVE";
+	case XACT_COMMIT:
+		return "COMMIT";
+	case XACT_ROLLBACK:
+		return "ROLLBACK";
+	}
+	return "?";
+}
+
+XactAction recovery_classify(const Config *cfg, const Dlog *dlog, const char *gid, uint64_t *txn,
+                             DlogDecision *decision)
+{
+	unsigned idx;
+
+	if (!gid_parse(gid, cfg->coord_id, txn, &idx))
+		return XACT_LEAVE;
+	*decision = dlog_decision(dlog, *txn);
+	return *decision == DLOG_COMMITTED || *decision == DLOG_HEURISTIC_COMMIT ? XACT_COMMIT : XACT_ROLLBACK;
+}
+
 static void settle_participant(const Config *cfg, const ParticipantConfig *pc, PGconn *c, Dlog *dlog, TxnMgr *mgr,
                                RecoveryStats *st, bool *failed)
 {
@@ -30,20 +54,21 @@ static void settle_participant(const Config *cfg, const ParticipantConfig *pc, P
 	}
 	for (size_t i = 0; i < n; i++) {
 		uint64_t txn;
-		unsigned idx;
+		DlogDecision decision;
 		bool gone;
 
-		if (!gid_parse(xs[i].gid, cfg->coord_id, &txn, &idx))
+		XactAction action = recovery_classify(cfg, dlog, xs[i].gid, &txn, &decision);
+		if (action == XACT_LEAVE)
 			continue; /* matched the LIKE but is not exactly our shape */
-		bool commit = dlog_find_commit(dlog, txn) != NULL;
+		bool commit = action == XACT_COMMIT;
 		if (!participant_finish_prepared(c, xs[i].gid, commit, &gone, err, sizeof(err))) {
 			log_txn(LOG_ERROR, txn, "participant=%s recovery: %s", pc->name, err);
 			*failed = true;
 			continue;
 		}
-		log_txn(LOG_INFO, txn, "participant=%s recovery: %s %s (prepared %llds ago)%s", pc->name,
-		        commit ? "committed" : "rolled back", xs[i].gid, (long long)xs[i].age_s,
-		        gone ? " — it had already gone" : "");
+		log_txn(LOG_INFO, txn, "participant=%s recovery: %s %s (log: %s; prepared %llds ago)%s", pc->name,
+		        commit ? "committed" : "rolled back", xs[i].gid, dlog_decision_name(decision),
+		        (long long)xs[i].age_s, gone ? " — it had already gone" : "");
 		txnmgr_note_outcome(mgr, txn, commit);
 		if (commit)
 			st->committed++;

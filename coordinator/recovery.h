@@ -17,6 +17,21 @@
 #include "decision_log.h"
 #include "txn.h"
 
+/* What to do with one prepared transaction. */
+typedef enum XactAction {
+	XACT_LEAVE,    /* not ours: never touched, only reported */
+	XACT_COMMIT,   /* the log says commit (a COMMIT record or a heuristic commit) */
+	XACT_ROLLBACK, /* presumed abort, or a heuristic abort */
+} XactAction;
+
+const char *xact_action_name(XactAction a);
+
+/* Classifies a prepared transaction's GID by the log. For ours, *txn and
+ * *decision are set. The one rule shared by recovery, the sweeper and
+ * twopc-recover. */
+XactAction recovery_classify(const Config *cfg, const Dlog *dlog, const char *gid, uint64_t *txn,
+                             DlogDecision *decision);
+
 typedef struct RecoveryStats {
 	uint64_t committed;    /* COMMIT PREPARED issued */
 	uint64_t rolled_back;  /* ROLLBACK PREPARED issued */

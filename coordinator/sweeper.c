@@ -1,0 +1,2 @@
+/* sweeper: being written; see sweeper.h. */
+#include "sweeper.h"

@@ -1,0 +1,2 @@
+/* netproxy: being written. */
+#include "netproxy.h"
