@@ -14,6 +14,7 @@
 
 FaultPoint fault_armed = FAULT_NONE;
 static long fault_countdown = 1;
+static long fault_delay_ms = 0; /* 0: crash; otherwise: sleep this long, once */
 
 static const char *const fault_names[FAULT_POINT_COUNT] = {
     [FAULT_NONE] = "none",
@@ -48,13 +49,30 @@ bool fault_init(const char *spec, char *err, size_t errlen)
 	memcpy(name, spec, n);
 	name[n] = '\0';
 	action = colon + 1;
-	if (strncmp(action, "crash", 5) != 0 || (action[5] != '\0' && action[5] != '@'))
-		return errf(err, errlen, "TWOPC_FAULT=%s: the only action is 'crash'", spec);
-	if (action[5] == '@') {
+	if (strncmp(action, "crash", 5) == 0 && (action[5] == '\0' || action[5] == '@')) {
+		action += 5;
+	} else if (strncmp(action, "delay=", 6) == 0) {
+		char ms[32];
+		size_t l = strcspn(action + 6, "@");
 		int64_t v;
-		if (!parse_i64(action + 6, 1, 1000000000, &v))
+		if (l == 0 || l >= sizeof(ms))
+			return errf(err, errlen, "TWOPC_FAULT=%s: expected delay=MILLISECONDS", spec);
+		memcpy(ms, action + 6, l);
+		ms[l] = '\0';
+		if (!parse_i64(ms, 1, 3600000, &v))
+			return errf(err, errlen, "TWOPC_FAULT=%s: bad delay", spec);
+		fault_delay_ms = (long)v;
+		action += 6 + l;
+	} else {
+		return errf(err, errlen, "TWOPC_FAULT=%s: the action is crash or delay=MS", spec);
+	}
+	if (*action == '@') {
+		int64_t v;
+		if (!parse_i64(action + 1, 1, 1000000000, &v))
 			return errf(err, errlen, "TWOPC_FAULT=%s: bad count after '@'", spec);
 		fault_countdown = (long)v;
+	} else if (*action != '\0') {
+		return errf(err, errlen, "TWOPC_FAULT=%s: unexpected '%s'", spec, action);
 	}
 	for (int p = 1; p < FAULT_POINT_COUNT; p++) {
 		if (strcmp(name, fault_names[p]) == 0) {
@@ -67,8 +85,18 @@ bool fault_init(const char *spec, char *err, size_t errlen)
 
 void fault_fire(FaultPoint p)
 {
-	if (__atomic_sub_fetch(&fault_countdown, 1, __ATOMIC_SEQ_CST) > 0)
+	long left = __atomic_sub_fetch(&fault_countdown, 1, __ATOMIC_SEQ_CST);
+	if (left != 0)
+		return; /* not yet, or already fired (each fault fires once) */
+	if (fault_delay_ms > 0) {
+		/* Freezes this thread (the event loop, or the log thread for
+		 * after_log_write) with the transaction exactly at this point, so a
+		 * test can stop or cut off a participant meanwhile. */
+		log_msg(LOG_WARNING, "fault point %s reached: stalling %ld ms as TWOPC_FAULT asks", fault_name(p),
+		        fault_delay_ms);
+		usleep((useconds_t)fault_delay_ms * 1000);
 		return;
+	}
 	log_msg(LOG_WARNING, "fault point %s reached: crashing (SIGKILL) as TWOPC_FAULT asks", fault_name(p));
 	kill(getpid(), SIGKILL);
 	_exit(137); /* not reached */

@@ -4,7 +4,10 @@
  *
  *   TWOPC_FAULT=after_log_fsync:crash      SIGKILL ourselves at that point
  *   TWOPC_FAULT=after_log_fsync:crash@3    ... the third time it is reached
+ *   TWOPC_FAULT=after_log_fsync:delay=2000@5  stall 2 s the fifth time (to stop or
+ *                                          cut off a participant at that moment)
  *
+ * A fault fires once.
  * Unarmed, a point costs one predictable branch on a global.
  */
 #ifndef TWOPC_FAULT_H
