@@ -40,6 +40,9 @@ typedef struct Config {
 	int64_t max_body_bytes;     /* larger request bodies get 413 */
 	int64_t max_in_flight;      /* past this, 503 */
 	int64_t log_segment_bytes;  /* decision-log segment size before rotation */
+	int64_t sweep_interval_ms;  /* how often the sweeper runs */
+	int64_t sweep_grace_ms;     /* the sweeper leaves younger prepared transactions alone */
+	int64_t phase2_timeout_ms;  /* a COMMIT/ROLLBACK PREPARED unanswered this long is retried */
 	LogLevel log_level;
 	ParticipantConfig *participants;
 	size_t nparticipants;

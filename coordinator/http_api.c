@@ -32,6 +32,7 @@ struct HttpApi {
 	struct event_base *base;
 	const Config *cfg;
 	TxnMgr *mgr;
+	Sweeper *sweeper;
 	struct evhttp *http;
 	bool draining; /* shutting down: new transactions are refused */
 };
@@ -251,6 +252,50 @@ static void handle_healthz(HttpApi *api, struct evhttp_request *req)
 	send_json(req, 200, "OK", body, false);
 }
 
+/* ---- POST /v1/sweep ------------------------------------------------------ */
+
+typedef struct SweepCall {
+	HttpApi *api;
+	struct evhttp_request *req;
+} SweepCall;
+
+static void on_sweep_done(const SweepReport *rep, void *arg)
+{
+	SweepCall *call = arg;
+	json_t *body = json_object(), *parts = json_object();
+
+	for (size_t i = 0; i < rep->nparts; i++) {
+		const SweepPartReport *p = &rep->parts[i];
+		json_t *o = json_object();
+		json_object_set_new(o, "reachable", json_boolean(p->reachable));
+		if (!p->reachable)
+			json_object_set_new(o, "error", json_string(p->error));
+		json_object_set_new(o, "ours", json_integer((json_int_t)p->ours));
+		json_object_set_new(o, "committed", json_integer((json_int_t)p->committed));
+		json_object_set_new(o, "rolled_back", json_integer((json_int_t)p->rolled_back));
+		json_object_set_new(o, "skipped", json_integer((json_int_t)p->skipped));
+		json_object_set_new(o, "foreign", json_integer((json_int_t)p->foreign));
+		json_object_set_new(o, "oldest_prepared_age_s", json_integer((json_int_t)p->oldest_age_s));
+		json_object_set_new(o, "oldest_prepared_xid_age", json_integer((json_int_t)p->oldest_xid_age));
+		json_object_set_new(parts, call->api->cfg->participants[i].name, o);
+	}
+	json_object_set_new(body, "sweep", json_integer((json_int_t)rep->run));
+	json_object_set_new(body, "duration_us", json_integer((json_int_t)rep->duration_us));
+	json_object_set_new(body, "decisions_completed", json_integer((json_int_t)rep->decisions_completed));
+	json_object_set_new(body, "heuristic_hazards", json_integer((json_int_t)rep->heuristic_hazards));
+	json_object_set_new(body, "participants", parts);
+	send_json(call->req, 200, "OK", body, false);
+	free(call);
+}
+
+static void handle_sweep(HttpApi *api, struct evhttp_request *req)
+{
+	SweepCall *call = xcalloc(1, sizeof(*call));
+	call->api = api;
+	call->req = req;
+	sweeper_request(api->sweeper, on_sweep_done, call);
+}
+
 /* ---- routing --------------------------------------------------------------- */
 
 static void method_not_allowed(struct evhttp_request *req, const char *allow)
@@ -288,6 +333,13 @@ static void on_request(struct evhttp_request *req, void *arg)
 			handle_get_txn(api, req, path + 17);
 		return;
 	}
+	if (strcmp(path, "/v1/sweep") == 0) {
+		if (cmd != EVHTTP_REQ_POST)
+			method_not_allowed(req, "POST");
+		else
+			handle_sweep(api, req);
+		return;
+	}
 	if (strcmp(path, "/healthz") == 0) {
 		if (cmd != EVHTTP_REQ_GET)
 			method_not_allowed(req, "GET");
@@ -298,10 +350,12 @@ static void on_request(struct evhttp_request *req, void *arg)
 	send_problem(req, 404, "not-found", "Not found", "no such path; see docs/API.md", NULL);
 }
 
-HttpApi *http_api_start(struct event_base *base, const Config *cfg, TxnMgr *mgr, char *err, size_t errlen)
+HttpApi *http_api_start(struct event_base *base, const Config *cfg, TxnMgr *mgr, Sweeper *sweeper, char *err,
+                        size_t errlen)
 {
 	HttpApi *api = xcalloc(1, sizeof(*api));
 
+	api->sweeper = sweeper;
 	api->base = base;
 	api->cfg = cfg;
 	api->mgr = mgr;

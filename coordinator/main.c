@@ -25,6 +25,7 @@
 #include "participant.h"
 #include "pool.h"
 #include "recovery.h"
+#include "sweeper.h"
 #include "txn.h"
 
 #ifndef PACKAGE_VERSION
@@ -39,6 +40,7 @@ typedef struct Daemon {
 	Dlog *dlog;
 	Pool **pools;
 	TxnMgr *mgr;
+	Sweeper *sweeper;
 	HttpApi *api;
 	struct event *ev_term, *ev_int, *ev_drain;
 	bool stopping;
@@ -229,7 +231,9 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < d.cfg.nparticipants; i++)
 		pool_start(d.pools[i]);
 	txnmgr_start(d.mgr);
-	d.api = http_api_start(d.base, &d.cfg, d.mgr, err, sizeof(err));
+	d.sweeper = sweeper_new(d.base, &d.cfg, d.dlog, d.mgr, d.pools);
+	sweeper_start(d.sweeper);
+	d.api = http_api_start(d.base, &d.cfg, d.mgr, d.sweeper, err, sizeof(err));
 	if (d.api == NULL) {
 		log_error("%s", err);
 		goto done;
@@ -245,6 +249,7 @@ int main(int argc, char **argv)
 	rc = 0;
 done:
 	http_api_free(d.api);
+	sweeper_free(d.sweeper);
 	txnmgr_free(d.mgr);
 	if (d.pools) {
 		for (size_t i = 0; i < d.cfg.nparticipants; i++)

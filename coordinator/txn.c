@@ -448,6 +448,7 @@ static void on_finish_conn(PoolWaiter *w, PgConn *conn, const char *err)
 		return;
 	}
 	b->conn = conn;
+	b->op_started_us = now_mono_us();
 	pgconn_run(conn, &b->job);
 }
 
@@ -466,6 +467,7 @@ static void branch_finish_op(Branch *b)
 	b->job.arg = b;
 	b->retry_at_us = 0;
 	b->op_active = true;
+	b->op_started_us = now_mono_us();
 	if (b->conn != NULL) {
 		/* The connection that prepared the branch. */
 		pgconn_run(b->conn, &b->job);
@@ -491,6 +493,7 @@ static void on_finish_job(PgJob *job, PgConn *conn, PgJobStatus st)
 	if (st == PGJOB_CONN_LOST) {
 		/* Outcome unknown: COMMIT/ROLLBACK PREPARED is safe to repeat, and
 		 * "does not exist" on the retry means the lost one took effect. */
+		b->sent_unknown = true;
 		log_txn(LOG_WARNING, t->id, "participant=%s connection lost during %s PREPARED: %s; will retry",
 		        b->name, commit ? "COMMIT" : "ROLLBACK", job->error);
 		pgjob_clear_results(job);
@@ -511,14 +514,23 @@ static void on_finish_job(PgJob *job, PgConn *conn, PgJobStatus st)
 			FAULT_POINT(FAULT_AFTER_FIRST_COMMIT_PREPARED);
 	} else if (strcmp(sqlstate, "42704") == 0) {
 		if (commit) {
-			/* We know this branch prepared: gone means an earlier COMMIT
-			 * PREPARED (whose reply we lost) committed it. */
-			log_txn(LOG_INFO, t->id, "participant=%s %s already committed", b->name, b->gid);
+			/* We know this branch prepared. Gone after an attempt of ours
+			 * whose outcome was lost: that attempt committed it. Gone with
+			 * no such attempt: someone outside twopc decided it. */
+			if (b->sent_unknown)
+				log_txn(LOG_INFO, t->id, "participant=%s %s already committed by an earlier attempt",
+				        b->name, b->gid);
+			else
+				txnmgr_note_heuristic_hazard(t->mgr, t->id, b->name, b->gid,
+				                             "vanished before our COMMIT PREPARED");
 			b->state = BR_COMMITTED;
 		} else if (b->unknown_until_us != 0 && now_mono_us() < b->unknown_until_us) {
 			/* Abandoned mid-PREPARE: the server may still finish it. Look again. */
 			schedule_retry(b);
 		} else {
+			if (b->unknown_until_us == 0 && !b->sent_unknown)
+				txnmgr_note_heuristic_hazard(t->mgr, t->id, b->name, b->gid,
+				                             "vanished before our ROLLBACK PREPARED");
 			b->state = BR_ROLLED_BACK;
 		}
 	} else {
@@ -698,6 +710,22 @@ static void tick_txn(Txn *t, int64_t now)
 	if (t->state == TXN_COMMITTING || t->state == TXN_ABORTING) {
 		for (size_t i = 0; i < t->nbranches; i++) {
 			Branch *b = &t->branches[i];
+			if (b->op_active && b->conn != NULL &&
+			    now - b->op_started_us > t->mgr->cfg->phase2_timeout_ms * 1000) {
+				/* No answer (a partition): the outcome is unknown. Drop the
+				 * connection and retry on a new one; "does not exist" then
+				 * means this attempt took effect. */
+				log_txn(LOG_WARNING, t->id,
+				        "participant=%s no answer to %s PREPARED in %lld ms; retrying", b->name,
+				        b->state == BR_COMMITTING ? "COMMIT" : "ROLLBACK",
+				        (long long)t->mgr->cfg->phase2_timeout_ms);
+				pool_discard(b->pool, b->conn);
+				b->conn = NULL;
+				pgjob_clear_results(&b->job);
+				b->op_active = false;
+				b->sent_unknown = true;
+				schedule_retry(b);
+			}
 			if (!b->op_active && b->retry_at_us != 0 && now >= b->retry_at_us)
 				branch_finish_op(b);
 		}
@@ -786,6 +814,20 @@ void txnmgr_note_outcome(TxnMgr *m, uint64_t id, bool committed)
 {
 	if (!idmap_contains(&m->inflight, id))
 		recent_add(m, id, committed ? TXS_COMMITTED : TXS_ABORTED);
+}
+
+void txnmgr_note_heuristic_hazard(TxnMgr *m, uint64_t txn, const char *participant, const char *gid, const char *why)
+{
+	m->stats.heuristic_hazards++;
+	log_txn(LOG_ERROR, txn,
+	        "participant=%s HEURISTIC HAZARD: prepared transaction %s %s: someone outside twopc committed or "
+	        "rolled it back; check this transaction's data on every participant (hazard #%llu)",
+	        participant, gid, why, (unsigned long long)m->stats.heuristic_hazards);
+}
+
+uint64_t txnmgr_heuristic_hazards(const TxnMgr *m)
+{
+	return m->stats.heuristic_hazards;
 }
 
 size_t txnmgr_in_flight(const TxnMgr *m)

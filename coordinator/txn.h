@@ -95,6 +95,8 @@ struct Branch {
 	int64_t retry_at_us; /* phase 2 / rollback: when to try again (0: not waiting) */
 	int attempts;
 	int64_t unknown_until_us; /* an UNKNOWN branch may still prepare until then */
+	int64_t op_started_us;    /* when the running COMMIT/ROLLBACK PREPARED was sent */
+	bool sent_unknown;        /* an earlier COMMIT/ROLLBACK PREPARED's outcome was lost */
 };
 
 typedef void (*TxnReplyFn)(Txn *txn, void *arg);
@@ -131,6 +133,7 @@ typedef enum TxnStatus { TXS_UNKNOWN, TXS_IN_PROGRESS, TXS_COMMITTED, TXS_ABORTE
 typedef struct TxnMgrStats {
 	uint64_t committed, aborted, in_flight;
 	uint64_t phase2_retries;
+	uint64_t heuristic_hazards;
 } TxnMgrStats;
 
 TxnMgr *txnmgr_new(struct event_base *base, const Config *cfg, Dlog *dlog, Pool **pools, uint64_t first_id);
@@ -150,6 +153,11 @@ TxnStatus txnmgr_status(TxnMgr *m, uint64_t id);
 /* Remembers an outcome decided outside a live transaction (recovery), so
  * GET /v1/transactions/{id} can answer the client that lost its reply. */
 void txnmgr_note_outcome(TxnMgr *m, uint64_t id, bool committed);
+/* A branch vanished in a way twopc cannot explain (someone outside it ran
+ * COMMIT/ROLLBACK PREPARED): logged at error level and counted. */
+void txnmgr_note_heuristic_hazard(TxnMgr *m, uint64_t txn, const char *participant, const char *gid,
+                                  const char *why);
+uint64_t txnmgr_heuristic_hazards(const TxnMgr *m);
 size_t txnmgr_in_flight(const TxnMgr *m);
 bool txnmgr_is_in_flight(const TxnMgr *m, uint64_t id);
 void txnmgr_get_stats(const TxnMgr *m, TxnMgrStats *out);

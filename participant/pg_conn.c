@@ -123,7 +123,14 @@ PgConn *pgconn_start(struct event_base *base, const char *conninfo, const char *
 	c->started_us = now_mono_us();
 	strlcpy_s(c->label, label, sizeof(c->label));
 	c->ev_defer = event_new(base, -1, 0, on_defer, c);
-	c->pq = PQconnectStart(conninfo);
+	/* Our defaults first; the conninfo (expanded in place of dbname) can
+	 * override them. Keepalives notice a peer that vanished (a partition)
+	 * on connections that are idle or waiting for an answer. */
+	static const char *const keys[] = {
+	    "application_name", "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
+	    "dbname",           NULL};
+	const char *vals[] = {"twopcd", "1", "10", "5", "3", conninfo, NULL};
+	c->pq = PQconnectStartParams(keys, vals, 1);
 	if (c->pq == NULL || PQstatus(c->pq) == CONNECTION_BAD) {
 		set_error(c, "cannot start connection");
 		errf(err, errlen, "%s", c->error);
