@@ -293,7 +293,7 @@ typedef struct Segment {
 typedef struct LiveCommit {
 	DlogRecord *rec;
 	uint64_t seg;
-	bool carrying;	       /* a copy is on its way to the active segment */
+	bool carrying;         /* a copy is on its way to the active segment */
 	bool done_after_carry; /* a DONE arrived meanwhile: write it after the copy */
 } LiveCommit;
 
@@ -472,6 +472,10 @@ static bool take_lock(Dlog *log, char *err, size_t errlen)
 	log->lockfd = openat(log->dirfd, "LOCK", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (log->lockfd < 0)
 		return errf(err, errlen, "cannot open %s/LOCK: %s", log->dir, strerror(errno));
+	/* A moment's retry: a tool probing the lock (dlog_is_locked takes a
+	 * shared lock for an instant) must not make a starting daemon fail. */
+	for (int tries = 0; flock(log->lockfd, LOCK_EX | LOCK_NB) != 0 && tries < 100; tries++)
+		usleep(10000);
 	if (flock(log->lockfd, LOCK_EX | LOCK_NB) != 0) {
 		char holder[32] = "";
 		ssize_t r = pread(log->lockfd, holder, sizeof(holder) - 1, 0);
@@ -572,7 +576,8 @@ static bool valid_frame_after(const uint8_t *buf, size_t from, size_t len)
 
 		if (plen > len - p - DLOG_FRAME_HEADER || plen > DLOG_MAX_PAYLOAD)
 			continue;
-		if (!((type == DLOG_DONE && plen == 8) || ((type == DLOG_COMMIT || type == DLOG_HEURISTIC) && plen >= 19)))
+		if (!((type == DLOG_DONE && plen == 8) ||
+		      ((type == DLOG_COMMIT || type == DLOG_HEURISTIC) && plen >= 19)))
 			continue;
 		if (dlog_decode(buf + p, len - p, &rec, &flen, NULL, 0) == DLOG_DEC_OK) {
 			dlog_record_clear(&rec);
@@ -605,7 +610,7 @@ static bool replay_segment(Dlog *log, uint64_t seq, bool last, DlogLoadStats *st
 			 * fill). Anything else is damage we must not paper over: a flipped
 			 * length in the middle must not truncate the commits after it. */
 			bool tail = last && !valid_frame_after(buf, off + 1, len);
-			if (!tail && !(log->readonly && last)) {
+			if (!tail) {
 				errf(err, errlen,
 				     "decision log %s/%s: bad record at offset %zu (%s) with %zu bytes after it: "
 				     "this is not a torn tail; refusing to guess (inspect with "
@@ -971,8 +976,8 @@ static void maybe_carry_forward(Dlog *log)
 	if (log->carry_pending > 0 || log->readonly)
 		return;
 	pthread_mutex_lock(&log->mu);
-	bool due = log->nsegs > CARRY_AFTER_SEGMENTS && log->segs[0].seq != log->stats.active_segment &&
-	           log->segs[0].live > 0;
+	bool due =
+	    log->nsegs > CARRY_AFTER_SEGMENTS && log->segs[0].seq != log->stats.active_segment && log->segs[0].live > 0;
 	oldest = log->nsegs > 0 ? log->segs[0].seq : 0;
 	pthread_mutex_unlock(&log->mu);
 	if (!due)
@@ -1091,8 +1096,9 @@ bool dlog_append_sync(Dlog *log, const DlogRecord *rec, char *err, size_t errlen
 
 	if (log->started || log->readonly || log->fd < 0) {
 		free(buf);
-		return errf(err, errlen, "decision log: synchronous append needs a log opened for writing and no log "
-		                         "thread");
+		return errf(err, errlen,
+		            "decision log: synchronous append needs a log opened for writing and no log "
+		            "thread");
 	}
 	dlog_encode(rec, buf);
 	if (!write_all(log->fd, buf, n) || fdatasync(log->fd) != 0) {

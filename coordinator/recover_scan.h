@@ -41,11 +41,11 @@ typedef struct RecXact {
 /* One participant as the scan found it. */
 typedef struct RecPart {
 	const ParticipantConfig *pc;
-	PGconn *conn;  /* open while the scan lives (when asked to keep it); NULL if unreachable */
+	PGconn *conn; /* open while the scan lives (when asked to keep it); NULL if unreachable */
 	bool reachable;
-	char error[512];    /* why it is not reachable (never contains the conninfo) */
-	char database[64];  /* current_database() */
-	char server[160];   /* host:port */
+	char error[512];   /* why it is not reachable (never contains the conninfo) */
+	char database[64]; /* current_database() */
+	char server[160];  /* host:port */
 } RecPart;
 
 typedef struct RecScan {
@@ -80,6 +80,10 @@ bool recover_open_log_readonly(const Config *cfg, Dlog **out, DlogLoadStats *st,
  * *holder gets its pid (non-zero) and err says so. */
 bool recover_open_log_locked(const Config *cfg, Dlog **out, DlogLoadStats *st, long *holder, char *err,
                              size_t errlen) WARN_UNUSED;
+
+/* Reads a whole file; on failure *errnum says why. A file that shrinks
+ * while being read yields what was there. */
+bool recover_read_file(const char *path, uint8_t **buf, size_t *len, int *errnum) WARN_UNUSED;
 
 /* Ages for people: "42s", "3m05s", "2h10m", "4d03h". */
 void recover_format_age(char *buf, size_t len, int64_t seconds);

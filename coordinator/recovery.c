@@ -138,11 +138,23 @@ bool recovery_run(const Config *cfg, Dlog *dlog, TxnMgr *mgr, RecoveryStats *st,
 		ids[nids++] = key;
 	for (size_t i = 0; i < nids; i++) {
 		const DlogRecord *rec = dlog_find_commit(dlog, ids[i]);
+		DlogDecision decision = dlog_decision(dlog, ids[i]);
 		bool all = true;
 		for (uint16_t b = 0; b < rec->nbranches; b++) {
 			const ParticipantConfig *pc = config_find_participant(cfg, rec->branches[b].name);
 			if (pc == NULL || !settled[pc->index])
 				all = false;
+		}
+		if (decision == DLOG_HEURISTIC_ABORT) {
+			/* An operator aborted it by hand (--force over a COMMIT record):
+			 * the branches follow the heuristic, never the COMMIT record.
+			 * Branches on unreachable participants are the sweeper's. */
+			if (all) {
+				txnmgr_note_outcome(mgr, ids[i], false);
+				dlog_append_done(dlog, ids[i]);
+				st->done_written++;
+			}
+			continue;
 		}
 		if (all) {
 			txnmgr_note_outcome(mgr, ids[i], true);

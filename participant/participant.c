@@ -3,6 +3,7 @@
  */
 #include "participant.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +20,8 @@ PGconn *participant_connect(const ParticipantConfig *pc, int timeout_s, char *er
 	char tmo[16];
 	/* Our defaults first: the conninfo's own values override them. */
 	const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
-	const char *vals[] = {tmo, "twopcd", pc->conninfo, NULL};
+	/* twopcd or twopc-recover, as pg_stat_activity should show it. */
+	const char *vals[] = {tmo, program_invocation_short_name, pc->conninfo, NULL};
 	PGconn *c;
 	char msg[256];
 
