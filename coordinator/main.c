@@ -205,9 +205,11 @@ int main(int argc, char **argv)
 		log_error("cannot create the event loop");
 		goto done;
 	}
+	char appname[64];
+	participant_pool_appname(appname, sizeof(appname), d.cfg.coord_id);
 	d.pools = xcalloc(d.cfg.nparticipants, sizeof(Pool *));
 	for (size_t i = 0; i < d.cfg.nparticipants; i++)
-		d.pools[i] = pool_new(d.base, d.cfg.participants[i].name, d.cfg.participants[i].conninfo,
+		d.pools[i] = pool_new(d.base, d.cfg.participants[i].name, d.cfg.participants[i].conninfo, appname,
 		                      (int)d.cfg.participants[i].pool_size);
 	/* Ids only grow, across restarts too: start past both the log and the clock. */
 	uint64_t first_id = (uint64_t)now_wall_ms() * 1000;

@@ -79,7 +79,19 @@ void recscan_run(RecScan *s, const Config *cfg, const Dlog *dlog, bool keep_conn
 			strlcpy_s(rp->database, PQdb(rp->conn), sizeof(rp->database));
 			snprintf(rp->server, sizeof(rp->server), "%s:%s", host && host[0] == '/' ? "socket" : host,
 			         PQport(rp->conn));
-			rp->reachable = scan_part(s, &cap, p, cfg, dlog);
+			rp->reachable = true;
+			if (keep_conns) {
+				/* About to act: the dead daemon's sessions could still
+				 * PREPARE after this scan (blocked on a lock until we
+				 * commit what holds it). End them first. */
+				char appname[64];
+				int ended = 0;
+				participant_pool_appname(appname, sizeof(appname), cfg->coord_id);
+				rp->reachable = participant_end_orphan_sessions(rp->conn, appname, 5000, &ended,
+				                                                rp->error, sizeof(rp->error));
+			}
+			if (rp->reachable)
+				rp->reachable = scan_part(s, &cap, p, cfg, dlog);
 		}
 		if (!rp->reachable) {
 			/* Forget a half listing: it would read as "nothing prepared". */

@@ -46,6 +46,17 @@ static void settle_participant(const Config *cfg, const ParticipantConfig *pc, P
 	PreparedXact *xs = NULL;
 	size_t n = 0;
 
+	char appname[64];
+	int ended = 0;
+	/* Sessions of our previous life may still PREPARE after we look. */
+	participant_pool_appname(appname, sizeof(appname), cfg->coord_id);
+	if (!participant_end_orphan_sessions(c, appname, 5000, &ended, err, sizeof(err))) {
+		log_part(LOG_ERROR, pc->name, "recovery: %s", err);
+		*failed = true;
+		return;
+	}
+	if (ended > 0)
+		log_part(LOG_INFO, pc->name, "recovery: ended %d sessions left by the previous twopcd", ended);
 	gid_like_pattern(like, sizeof(like), cfg->coord_id);
 	if (!participant_list_prepared(c, like, true, &xs, &n, err, sizeof(err))) {
 		log_part(LOG_ERROR, pc->name, "recovery: %s", err);

@@ -503,7 +503,9 @@ static void on_finish_job(PgJob *job, PgConn *conn, PgJobStatus st)
 		return;
 	}
 	ExecStatusType rs = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
-	const char *sqlstate = pg_sqlstate(r);
+	char sqlstate[6];
+	/* Copied: the result is freed just below. */
+	snprintf(sqlstate, sizeof(sqlstate), "%s", pg_sqlstate(r));
 	pg_result_message(r, msg, sizeof(msg));
 	pgjob_clear_results(job);
 	pool_release(b->pool, conn);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "gid.h"
 
@@ -130,4 +131,43 @@ bool participant_finish_prepared(PGconn *c, const char *gid, bool commit, bool *
 	}
 	PQclear(r);
 	return ok;
+}
+
+void participant_pool_appname(char *buf, size_t len, const char *coord_id)
+{
+	snprintf(buf, len, "twopcd:%s", coord_id);
+}
+
+bool participant_end_orphan_sessions(PGconn *c, const char *appname, int wait_ms, int *ended, char *err, size_t errlen)
+{
+	const char *params[1] = {appname};
+	char msg[256];
+	PGresult *r;
+
+	*ended = 0;
+	r = PQexecParams(c,
+	                 "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+	                 "WHERE application_name = $1 AND datname = current_database() AND pid <> pg_backend_pid()",
+	                 1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		first_line(msg, sizeof(msg), PQerrorMessage(c));
+		PQclear(r);
+		return errf(err, errlen, "cannot end the old sessions of %s: %s", appname, msg);
+	}
+	*ended = atoi(PQgetvalue(r, 0, 0));
+	PQclear(r);
+	for (int waited = 0; *ended > 0 && waited < wait_ms; waited += 20) {
+		r = PQexecParams(c,
+		                 "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 "
+		                 "AND datname = current_database() AND pid <> pg_backend_pid()",
+		                 1, NULL, params, NULL, NULL, 0);
+		bool gone = PQresultStatus(r) == PGRES_TUPLES_OK && atoi(PQgetvalue(r, 0, 0)) == 0;
+		PQclear(r);
+		if (gone)
+			return true;
+		usleep(20 * 1000);
+	}
+	if (*ended > 0)
+		return errf(err, errlen, "%d old sessions of %s are still there after %d ms", *ended, appname, wait_ms);
+	return true;
 }

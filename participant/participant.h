@@ -35,6 +35,19 @@ bool participant_check(const ParticipantConfig *pc, char *info, size_t infolen, 
 bool participant_list_prepared(PGconn *c, const char *like, bool ours, PreparedXact **out, size_t *n, char *err,
                                size_t errlen) WARN_UNUSED;
 
+/* The application_name of a coordinator's pool connections: "twopcd:<id>". */
+void participant_pool_appname(char *buf, size_t len, const char *coord_id);
+
+/* Ends the sessions a dead coordinator left behind in this database
+ * (application_name = appname), and waits up to wait_ms for them to go. A
+ * dead daemon's session can still be working through a pipeline — blocked
+ * on a row lock, say — and run its PREPARE TRANSACTION after recovery has
+ * looked: ended now, it rolls back instead. Only call this while no live
+ * daemon of this coordinator can exist (the log lock is held). *ended is
+ * how many there were. */
+bool participant_end_orphan_sessions(PGconn *c, const char *appname, int wait_ms, int *ended, char *err,
+                                     size_t errlen) WARN_UNUSED;
+
 /* COMMIT or ROLLBACK PREPARED. *gone is set when it did not exist (42704). */
 bool participant_finish_prepared(PGconn *c, const char *gid, bool commit, bool *gone, char *err,
                                  size_t errlen) WARN_UNUSED;

@@ -111,8 +111,8 @@ static void become_broken(PgConn *c, const char *what)
 	}
 }
 
-PgConn *pgconn_start(struct event_base *base, const char *conninfo, const char *label, const PgConnCallbacks *cbs,
-                     char *err, size_t errlen)
+PgConn *pgconn_start(struct event_base *base, const char *conninfo, const char *appname, const char *label,
+                     const PgConnCallbacks *cbs, char *err, size_t errlen)
 {
 	PgConn *c = xcalloc(1, sizeof(*c));
 
@@ -129,7 +129,7 @@ PgConn *pgconn_start(struct event_base *base, const char *conninfo, const char *
 	static const char *const keys[] = {
 	    "application_name", "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
 	    "dbname",           NULL};
-	const char *vals[] = {"twopcd", "1", "10", "5", "3", conninfo, NULL};
+	const char *vals[] = {appname, "1", "10", "5", "3", conninfo, NULL};
 	c->pq = PQconnectStartParams(keys, vals, 1);
 	if (c->pq == NULL || PQstatus(c->pq) == CONNECTION_BAD) {
 		set_error(c, "cannot start connection");

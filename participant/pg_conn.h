@@ -67,8 +67,8 @@ typedef struct PgConnCallbacks {
 } PgConnCallbacks;
 
 /* Starts connecting. Returns NULL (with err) if libpq refuses at once. */
-PgConn *pgconn_start(struct event_base *base, const char *conninfo, const char *label, const PgConnCallbacks *cbs,
-                     char *err, size_t errlen);
+PgConn *pgconn_start(struct event_base *base, const char *conninfo, const char *appname, const char *label,
+                     const PgConnCallbacks *cbs, char *err, size_t errlen);
 void pgconn_free(PgConn *conn);
 
 PgConnState pgconn_state(const PgConn *conn);

@@ -24,6 +24,7 @@ struct Pool {
 	struct event_base *base;
 	char *name;
 	char *conninfo;
+	char *appname;
 	int size;
 
 	PgConn *connecting; /* lists linked through pgconn_next */
@@ -139,10 +140,18 @@ static void on_broken(PgConn *conn, void *arg)
 {
 	Pool *p = arg;
 
-	if (list_remove(&p->connecting, conn))
+	if (list_remove(&p->connecting, conn)) {
 		p->nconnecting--;
-	else if (list_remove(&p->idle, conn))
+	} else if (list_remove(&p->idle, conn)) {
 		p->nidle--;
+	} else {
+		/* Lent out (a prepared branch keeps its connection for phase 2):
+		 * the borrower owns it and will find it broken when it next uses
+		 * it, then release it. Freeing it here would pull it from under
+		 * them. */
+		mark_failure(p, pgconn_error(conn));
+		return;
+	}
 	mark_failure(p, pgconn_error(conn));
 	pgconn_free(conn);
 	dispatch(p);
@@ -152,7 +161,7 @@ static void start_connect(Pool *p)
 {
 	PgConnCallbacks cbs = {.connected = on_connected, .broken = on_broken, .arg = p};
 	char err[256];
-	PgConn *c = pgconn_start(p->base, p->conninfo, p->name, &cbs, err, sizeof(err));
+	PgConn *c = pgconn_start(p->base, p->conninfo, p->appname, p->name, &cbs, err, sizeof(err));
 	if (c == NULL) {
 		mark_failure(p, err);
 		return;
@@ -161,9 +170,10 @@ static void start_connect(Pool *p)
 	p->nconnecting++;
 }
 
-Pool *pool_new(struct event_base *base, const char *name, const char *conninfo, int size)
+Pool *pool_new(struct event_base *base, const char *name, const char *conninfo, const char *appname, int size)
 {
 	Pool *p = xcalloc(1, sizeof(*p));
+	p->appname = xstrdup(appname);
 	p->base = base;
 	p->name = xstrdup(name);
 	p->conninfo = xstrdup(conninfo);
@@ -189,6 +199,7 @@ void pool_free(Pool *p)
 	event_free(p->ev_dispatch);
 	free(p->name);
 	free(p->conninfo);
+	free(p->appname);
 	free(p);
 }
 

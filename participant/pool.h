@@ -46,7 +46,8 @@ typedef struct PoolStats {
 	char last_error[256];
 } PoolStats;
 
-Pool *pool_new(struct event_base *base, const char *name, const char *conninfo, int size);
+/* appname: the application_name of its connections ("twopcd:<coordinator id>"). */
+Pool *pool_new(struct event_base *base, const char *name, const char *conninfo, const char *appname, int size);
 void pool_free(Pool *p);
 
 /* Opens connections up to the pool size (asynchronously). */
