@@ -651,6 +651,20 @@ static bool replay_segment(Dlog *log, uint64_t seq, bool last, DlogLoadStats *st
 		dlog_record_clear(&rec);
 		off += flen;
 	}
+	if (!log->readonly) {
+		/* What replay read may still be only in the page cache (a crash
+		 * between write and fdatasync): make it durable before recovery
+		 * acts on it — committing a branch on the strength of a record a
+		 * power cut could still take away would break atomicity. */
+		int fd = openat(log->dirfd, name, O_RDONLY | O_CLOEXEC);
+		if (fd < 0 || fdatasync(fd) != 0) {
+			errf(err, errlen, "cannot fdatasync %s/%s: %s", log->dir, name, strerror(errno));
+			if (fd >= 0)
+				close(fd);
+			goto done;
+		}
+		close(fd);
+	}
 	ok = true;
 done:
 	free(buf);

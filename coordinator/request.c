@@ -116,24 +116,46 @@ static void first_keyword(const char *sql, char *kw, size_t kwlen, const char **
 		*after = p;
 }
 
-/* Statements that would end or nest our transaction block: a COMMIT inside
- * a branch would commit that branch outside two-phase commit. */
-static bool is_transaction_control(const char *sql)
+/* Why a statement cannot run in a branch, or NULL. By its first keywords:
+ * - transaction control would end or nest our transaction block (a COMMIT
+ *   inside a branch would commit it outside two-phase commit);
+ * - session state (SET without LOCAL, RESET, PREPARE name, DISCARD, ...)
+ *   would outlive the branch on a pooled connection and leak into other
+ *   clients' transactions (SET ROLE: their branches would even belong to
+ *   another role, which COMMIT PREPARED may then not be allowed to finish);
+ * - COPY has no place in a pipeline of bound statements. */
+static const char *refused_statement(const char *sql)
 {
-	static const char *const banned[] = {"BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT"};
+	static const char *const txn_control[] = {"BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT"};
+	static const char *const session[] = {"RESET", "DEALLOCATE", "DISCARD", "LISTEN", "UNLISTEN"};
 	char kw[32], kw2[32];
 	const char *rest;
 
 	first_keyword(sql, kw, sizeof(kw), &rest);
-	for (size_t i = 0; i < ARRAY_LEN(banned); i++) {
-		if (strcmp(kw, banned[i]) == 0)
-			return true;
+	first_keyword(rest, kw2, sizeof(kw2), NULL);
+	for (size_t i = 0; i < ARRAY_LEN(txn_control); i++) {
+		if (strcmp(kw, txn_control[i]) == 0)
+			return "transaction control (BEGIN, COMMIT, ROLLBACK, PREPARE TRANSACTION, ...) is not "
+			       "allowed: "
+			       "twopcd runs each branch in its own transaction";
 	}
-	if (strcmp(kw, "PREPARE") == 0) {
-		first_keyword(rest, kw2, sizeof(kw2), NULL);
-		return strcmp(kw2, "TRANSACTION") == 0;
+	if (strcmp(kw, "PREPARE") == 0)
+		return strcmp(kw2, "TRANSACTION") == 0
+		           ? "transaction control (BEGIN, COMMIT, ROLLBACK, PREPARE TRANSACTION, ...) is not "
+		             "allowed: twopcd runs each branch in its own transaction"
+		           : "PREPARE of a named statement would outlive the branch on a pooled connection; bind "
+		             "parameters with params instead";
+	if (strcmp(kw, "SET") == 0 && strcmp(kw2, "LOCAL") != 0)
+		return "SET without LOCAL would outlive the branch on a pooled connection: use SET LOCAL";
+	for (size_t i = 0; i < ARRAY_LEN(session); i++) {
+		if (strcmp(kw, session[i]) == 0)
+			return "session-level statements (RESET, DEALLOCATE, DISCARD, LISTEN, UNLISTEN) are not "
+			       "allowed: "
+			       "they would outlive the branch on a pooled connection";
 	}
-	return false;
+	if (strcmp(kw, "COPY") == 0)
+		return "COPY is not supported: use INSERT ... SELECT or bound statements";
+	return NULL;
 }
 
 #define REJECT(...)                                                                                                    \
@@ -237,9 +259,9 @@ bool request_parse(const char *body, size_t len, const Config *cfg, TxnRequest *
 			if (strlen(json_string_value(sql)) != json_string_length(sql))
 				REJECT("sql contains a NUL character");
 			s->sql = json_string_value(sql);
-			if (is_transaction_control(s->sql))
-				REJECT("transaction control (BEGIN, COMMIT, ROLLBACK, PREPARE TRANSACTION, ...) is "
-				       "not allowed: twopcd runs each branch in its own transaction");
+			const char *refusal = refused_statement(s->sql);
+			if (refusal != NULL)
+				REJECT("%s", refusal);
 
 			s->expect_rows = -1;
 			er = json_object_get(st, "expect_rows");

@@ -380,7 +380,13 @@ static uint64_t complete_decisions(Sweeper *s)
 		uint64_t txn;
 		void *val;
 		while (idmap_next(maps[k], &pos, &txn, &val)) {
+			const DlogRecord *rec =
+			    k == 0 ? dlog_find_commit(s->dlog, txn) : dlog_find_heuristic(s->dlog, txn);
 			bool prepared = txnmgr_is_in_flight(s->mgr, txn);
+			/* A branch on a participant no longer configured cannot be
+			 * seen: the decision must stay until it is back. */
+			for (uint16_t b = 0; b < rec->nbranches && !prepared; b++)
+				prepared = config_find_participant(s->cfg, rec->branches[b].name) == NULL;
 			for (size_t i = 0; i < s->nparts && !prepared; i++) {
 				for (size_t j = 0; j < s->parts[i].nseen_q && !prepared; j++)
 					prepared = s->parts[i].seen_q[j] == txn;

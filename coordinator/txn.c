@@ -493,7 +493,8 @@ static void on_finish_job(PgJob *job, PgConn *conn, PgJobStatus st)
 	if (st == PGJOB_CONN_LOST) {
 		/* Outcome unknown: COMMIT/ROLLBACK PREPARED is safe to repeat, and
 		 * "does not exist" on the retry means the lost one took effect. */
-		b->sent_unknown = true;
+		if (job->sent)
+			b->sent_unknown = true; /* it may have reached the server */
 		log_txn(LOG_WARNING, t->id, "participant=%s connection lost during %s PREPARED: %s; will retry",
 		        b->name, commit ? "COMMIT" : "ROLLBACK", job->error);
 		pgjob_clear_results(job);
@@ -593,7 +594,11 @@ static void maybe_finish(Txn *t)
 			any_active = true;
 	}
 	if (all_resolved) {
-		if (t->state == TXN_COMMITTING) {
+		if (t->state == TXN_COMMITTING && t->incomplete) {
+			log_txn(LOG_ERROR, t->id,
+			        "configured branches committed; the decision stays in the log for the "
+			        "branch on a participant that is no longer configured");
+		} else if (t->state == TXN_COMMITTING) {
 			FAULT_POINT(FAULT_BEFORE_LOG_DONE);
 			dlog_append_done(t->mgr->dlog, t->id);
 			log_txn(LOG_DEBUG, t->id, "committed on %zu participants", t->nbranches);
@@ -651,6 +656,9 @@ void txn_resume_commit(TxnMgr *m, const DlogRecord *rec)
 	for (uint16_t i = 0; i < rec->nbranches; i++) {
 		const ParticipantConfig *pc = config_find_participant(m->cfg, rec->branches[i].name);
 		if (pc == NULL) {
+			/* That branch may still be prepared there: the decision must
+			 * stay in the log (no DONE) until the participant is back. */
+			t->incomplete = true;
 			log_txn(LOG_ERROR, t->id,
 			        "committed branch on participant '%s' (index %u), which is no longer configured: "
 			        "it cannot be finished; restore the participant or resolve by hand with twopc-recover",
@@ -666,6 +674,9 @@ void txn_resume_commit(TxnMgr *m, const DlogRecord *rec)
 		if (!gid_build(b->gid, sizeof(b->gid), m->cfg->coord_id, t->id, b->pindex))
 			log_fatal("GID too long for coordinator id %s", m->cfg->coord_id);
 		b->state = BR_COMMITTING;
+		/* Recovery may just have committed it: "does not exist" is then no
+		 * hazard. */
+		b->sent_unknown = true;
 	}
 	t->nbranches = n;
 	inflight_add(m, t);

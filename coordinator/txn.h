@@ -112,6 +112,7 @@ struct Txn {
 	int64_t start_us;
 	int64_t deadline_us;
 	bool durable; /* the COMMIT record is on disk */
+	bool incomplete; /* resumed with a branch on a participant no longer configured: never DONE */
 
 	/* Why it aborted, for the reply. */
 	AbortReason reason;

@@ -240,17 +240,19 @@ static void finish_job(PgConn *c, PgJobStatus st)
 	job->done(job, c, st);
 }
 
-/* Reads every result that has fully arrived. */
-static void read_results(PgConn *c)
+/* Reads every result that has fully arrived. Returns true when the job
+ * ended (finished or broken): its callback ran and may have freed c, so the
+ * caller must not touch c again. */
+static bool read_results(PgConn *c)
 {
 	PgJob *job = c->job;
 
-	while (c->job == job && job != NULL) {
+	while (job != NULL) {
 		PGresult *r;
 		ExecStatusType st;
 
 		if (PQisBusy(c->pq))
-			return;
+			return false;
 		r = PQgetResult(c->pq);
 		if (r == NULL) {
 			if (c->seen_result) {
@@ -259,27 +261,27 @@ static void read_results(PgConn *c)
 				continue;
 			}
 			/* Nothing pending and nothing available: wait for input. */
-			return;
+			return false;
 		}
 		st = PQresultStatus(r);
 		if (st == PGRES_PIPELINE_SYNC) {
 			PQclear(r);
 			if (c->cur != job->nqueries) {
 				become_broken(c, "protocol confusion: Sync before every result");
-				return;
+				return true;
 			}
 			finish_job(c, PGJOB_OK);
-			return;
+			return true;
 		}
 		if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
 			PQclear(r);
 			become_broken(c, "COPY is not supported through twopc");
-			return;
+			return true;
 		}
 		if (c->cur >= job->nqueries) {
 			PQclear(r);
 			become_broken(c, "protocol confusion: more results than queries");
-			return;
+			return true;
 		}
 		if (!c->seen_result) {
 			job->results[c->cur] = r;
@@ -289,6 +291,7 @@ static void read_results(PgConn *c)
 			PQclear(r); /* a second result for one query: keep the first */
 		}
 	}
+	return false;
 }
 
 static void on_io(evutil_socket_t fd, short what, void *arg)
@@ -329,8 +332,9 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
 		/* libpq may need to flush again once the server reads. */
 		if (PQflush(c->pq) == 1)
 			event_add(c->ev_write, NULL);
-		read_results(c);
-		if (c->state == PGC_BUSY && PQstatus(c->pq) == CONNECTION_BAD)
+		if (read_results(c))
+			return; /* the job's callback ran: c may be gone */
+		if (PQstatus(c->pq) == CONNECTION_BAD)
 			become_broken(c, "connection lost");
 	}
 }
@@ -351,6 +355,7 @@ void pgconn_run(PgConn *c, PgJob *job)
 	job->results = xcalloc(job->nqueries ? job->nqueries : 1, sizeof(PGresult *));
 	job->nresults = 0;
 	job->error[0] = '\0';
+	job->sent = false;
 	c->job = job;
 	c->cur = 0;
 	c->seen_result = false;
@@ -360,6 +365,7 @@ void pgconn_run(PgConn *c, PgJob *job)
 		goto fail;
 	}
 	c->state = PGC_BUSY;
+	job->sent = true; /* from here on, some of it may reach the server */
 	for (size_t i = 0; i < job->nqueries; i++) {
 		const PgQuery *q = &job->queries[i];
 		if (!PQsendQueryParams(c->pq, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0)) {

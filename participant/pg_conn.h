@@ -55,6 +55,7 @@ struct PgJob {
 	PGresult **results;
 	size_t nresults;
 	char error[256]; /* why the connection was lost */
+	bool sent;       /* anything was handed to the connection (else: nothing reached the server) */
 };
 
 /* Connection-level events for the owner (the pool). */

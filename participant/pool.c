@@ -157,17 +157,22 @@ static void on_broken(PgConn *conn, void *arg)
 	dispatch(p);
 }
 
-static void start_connect(Pool *p)
+/* Starts one connection attempt; false if libpq refused at once (an
+ * unresolvable host, a missing socket): then the backoff path takes over. */
+static bool start_connect(Pool *p)
 {
 	PgConnCallbacks cbs = {.connected = on_connected, .broken = on_broken, .arg = p};
 	char err[256];
 	PgConn *c = pgconn_start(p->base, p->conninfo, p->appname, p->name, &cbs, err, sizeof(err));
 	if (c == NULL) {
 		mark_failure(p, err);
-		return;
+		if (p->nidle + p->nbusy + p->ncleaning == 0)
+			p->reachable = false; /* nothing open: probe with backoff from now on */
+		return false;
 	}
 	list_push(&p->connecting, c);
 	p->nconnecting++;
+	return true;
 }
 
 Pool *pool_new(struct event_base *base, const char *name, const char *conninfo, const char *appname, int size)
@@ -205,8 +210,8 @@ void pool_free(Pool *p)
 
 void pool_start(Pool *p)
 {
-	while (total(p) < p->size)
-		start_connect(p);
+	while (total(p) < p->size && start_connect(p))
+		;
 }
 
 /* Hands idle connections to waiters, FIFO; opens more if allowed; fails
@@ -227,8 +232,8 @@ static void dispatch(Pool *p)
 		return;
 	bool backoff = !p->reachable && now_mono_us() - p->last_fail_us < RECONNECT_BACKOFF_US;
 	int want = p->nwaiters - p->nconnecting;
-	while (want-- > 0 && total(p) < p->size && !backoff)
-		start_connect(p);
+	while (want-- > 0 && total(p) < p->size && !backoff && start_connect(p))
+		;
 	if (!p->reachable && total(p) == 0)
 		fail_all_waiters(p);
 }
@@ -353,7 +358,7 @@ void pool_tick(Pool *p, int64_t now)
 	if (p->reachable)
 		pool_start(p);
 	else if (p->nconnecting == 0 && now - p->last_fail_us >= RECONNECT_BACKOFF_US)
-		start_connect(p);
+		(void)start_connect(p);
 	if (p->nwaiters > 0)
 		dispatch(p);
 }

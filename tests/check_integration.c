@@ -1041,6 +1041,40 @@ END_TEST
 
 /* ------------------------------------------------------------------- suite */
 
+/* 10. A participant libpq refuses at once (an address that cannot exist)
+ * must not stop twopcd: it listens, reports the participant unreachable,
+ * serves transactions on the others and answers 503 for it. (The pool once
+ * spun forever retrying such a connect, blocking the loop.) */
+START_TEST(test_participant_refused_at_start)
+{
+	char err[IT_ERR];
+	TlHttpResponse r;
+	FILE *f = fopen(it_daemon.conf_path, "a");
+
+	ck_assert_ptr_nonnull(f);
+	fputs("\n[participant ghost]\nconninfo = hostaddr=256.0.0.1 port=5432 dbname=bank user=postgres\n", f);
+	fclose(f);
+	if (!tl_daemon_start(&it_daemon, NULL, err, sizeof err))
+		ck_abort_msg("%s", err);
+	if (!tl_http_request(it_daemon.port, "GET", "/healthz", NULL, IT_HTTP_TIMEOUT_MS, &r, err, sizeof err))
+		ck_abort_msg("%s", err);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_str_eq(tl_json_str(r.json, "status"), "degraded");
+	json_t *ghost = json_object_get(json_object_get(r.json, "participants"), "ghost");
+	ck_assert_ptr_nonnull(ghost);
+	ck_assert(json_is_false(json_object_get(ghost, "reachable")));
+	tl_http_response_free(&r);
+
+	it_post_raw("{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT 1\"}],\"bank_b\":[{\"sql\":\"SELECT 1\"}]}}", &r);
+	ck_assert_msg(r.status == 200, "transaction without ghost: %d %s", r.status, r.body);
+	tl_http_response_free(&r);
+	it_post_raw("{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT 1\"}],\"ghost\":[{\"sql\":\"SELECT 1\"}]}}", &r);
+	it_assert_problem(&r, 503, "participant-unavailable");
+	tl_http_response_free(&r);
+	it_assert_nothing_prepared(5000);
+}
+END_TEST
+
 IT_SETUP(commit_three, true)
 IT_SETUP(abort_sql_error, true)
 IT_SETUP(abort_expect_rows, true)
@@ -1050,6 +1084,7 @@ IT_SETUP(participant_down, true)
 IT_SETUP(crash_after_log_fsync, false) /* the test starts it with the fault */
 IT_SETUP(crash_before_log_commit, false)
 IT_SETUP(concurrency, true)
+IT_SETUP(participant_refused_at_start, false)
 
 static void it_add(Suite *s, const char *name, const TTest *test, void (*setup)(void),
 		   double timeout)
@@ -1078,6 +1113,7 @@ static Suite *it_suite(void)
 	IT_CASE(s, crash_after_log_fsync, IT_TIMEOUT_S);
 	IT_CASE(s, crash_before_log_commit, IT_TIMEOUT_S);
 	IT_CASE(s, concurrency, 2 * IT_TIMEOUT_S);
+	IT_CASE(s, participant_refused_at_start, IT_TIMEOUT_S);
 	return s;
 }
 

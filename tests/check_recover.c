@@ -788,6 +788,53 @@ START_TEST(test_heuristic_abort_participant_down_at_start)
 }
 END_TEST
 
+/* Regression: a decided transaction whose branch is on a participant the
+ * operator took out of the config. The remaining branches commit, but the
+ * decision must stay in the log (no DONE): once the participant is back in
+ * the config, its branch must commit too — not be rolled back by presumed
+ * abort. */
+START_TEST(test_participant_removed_from_config)
+{
+	RcCrash cr;
+	char err[RC_ERR], saved[RC_ERR * 4];
+	char *conf = rc_read_file(rc_daemon.conf_path);
+	char *cut = strstr(conf, "[participant bank_c]");
+	FILE *f;
+
+	ck_assert_ptr_nonnull(cut);
+	snprintf(saved, sizeof saved, "%s", conf);
+	rc_crash("after_log_fsync:crash", 17, &cr);
+
+	/* Restart without bank_c in the config. */
+	*cut = '\0';
+	f = fopen(rc_daemon.conf_path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(conf, f);
+	fclose(f);
+	if (!tl_daemon_start(&rc_daemon, NULL, err, sizeof err))
+		ck_abort_msg("%s", err);
+	ck_assert(!rc_prepared("bank_a", cr.gids[0]));
+	ck_assert(!rc_prepared("bank_b", cr.gids[1]));
+	ck_assert(rc_prepared("bank_c", cr.gids[2]));
+	/* Let phase 2 finish what it can and a sweep run. */
+	tl_sleep_ms(1500);
+	if (!tl_daemon_kill(&rc_daemon, err, sizeof err))
+		ck_abort_msg("%s", err);
+
+	/* bank_c is back in the config: recovery commits its branch. */
+	f = fopen(rc_daemon.conf_path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(saved, f);
+	fclose(f);
+	free(conf);
+	if (!tl_daemon_start(&rc_daemon, NULL, err, sizeof err))
+		ck_abort_msg("%s", err);
+	rc_assert_outcome(&cr, true);
+	if (!tl_daemon_kill(&rc_daemon, err, sizeof err))
+		ck_abort_msg("%s", err);
+}
+END_TEST
+
 /* A participant down: status exits 2 naming it; resolve settles the rest,
  * keeps the decision and exits 1; once it is back, resolve finishes. */
 START_TEST(test_participant_down)
@@ -1098,6 +1145,7 @@ int main(void)
 	RC_CASE(s, heuristic_commit);
 	RC_CASE(s, heuristic_abort);
 	RC_CASE(s, heuristic_abort_participant_down_at_start);
+	RC_CASE(s, participant_removed_from_config);
 	RC_CASE(s, participant_down);
 	RC_CASE(s, check_log);
 	sr = srunner_create(s);

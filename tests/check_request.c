@@ -483,12 +483,44 @@ START_TEST(test_transaction_control_cr_comment)
 }
 END_TEST
 
+/* Session state would outlive the branch on a pooled connection and leak
+ * into other clients' transactions; COPY cannot run in a pipeline. */
+START_TEST(test_session_state_and_copy_rejected)
+{
+	static const struct {
+		const char *sql, *why;
+	} cases[] = {
+	    {"SET statement_timeout = 0", "SET LOCAL"},
+	    {"set search_path = evil", "SET LOCAL"},
+	    {"SET SESSION AUTHORIZATION other", "SET LOCAL"},
+	    {"SET ROLE r2", "SET LOCAL"},
+	    {"/* c */ SET SESSION x = 1", "SET LOCAL"},
+	    {"RESET ALL", "session-level"},
+	    {"DISCARD ALL", "session-level"},
+	    {"DEALLOCATE foo", "session-level"},
+	    {"LISTEN chan", "session-level"},
+	    {"PREPARE foo AS SELECT 1", "named statement"},
+	    {"prepare transfer(int) AS SELECT $1", "named statement"},
+	    {"COPY accounts TO STDOUT", "COPY"},
+	    {"copy (select 1) to stdout", "COPY"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char body[512];
+		one_sql(body, sizeof(body), cases[i].sql);
+		expect_reject(body, "branches.bank_a[0].sql", cases[i].why);
+	}
+}
+END_TEST
+
 START_TEST(test_transaction_control_lookalikes_accepted)
 {
 	static const char *const sqls[] = {
-	    "PREPARE foo AS SELECT 1",
-	    "prepare transfer(int) AS SELECT $1",
 	    "SELECT 'COMMIT'",
+	    "SELECT 'SET x = 1'",
+	    "UPDATE settings SET v = 1",
+	    "COPYRIGHTS",
+	    "SET LOCAL ROLE app",
+	    "set local search_path = a, b",
 	    "UPDATE t SET commit = 1",
 	    "INSERT INTO beginnings VALUES (1)",
 	    "ENDPOINTS",
@@ -564,6 +596,7 @@ static Suite *request_suite(void)
 	tcase_add_test(tc, test_transaction_control_rejected);
 	tcase_add_test(tc, test_transaction_control_cr_comment);
 	tcase_add_test(tc, test_transaction_control_lookalikes_accepted);
+	tcase_add_test(tc, test_session_state_and_copy_rejected);
 	suite_add_tcase(s, tc);
 	return s;
 }
