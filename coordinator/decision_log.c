@@ -729,30 +729,34 @@ static uint64_t remove_dead_segments(Dlog *log, bool locked)
 	return ndead;
 }
 
-bool dlog_open(const char *dir, int64_t segment_bytes, Dlog **out, DlogLoadStats *st, char *err, size_t errlen)
+static Dlog *dlog_alloc(const char *dir, bool readonly)
 {
 	Dlog *log = xcalloc(1, sizeof(*log));
+	log->dir = xstrdup(dir);
+	log->dirfd = log->lockfd = log->fd = log->evfd = -1;
+	log->readonly = readonly;
+	pthread_mutex_init(&log->mu, NULL);
+	pthread_cond_init(&log->cv, NULL);
+	idmap_init(&log->live);
+	idmap_init(&log->heur);
+	return log;
+}
+
+/* Opens the directory (taking the lock unless read-only) and replays every
+ * segment. *last_seq is the newest segment's number (0: none). */
+static bool dlog_load(Dlog *log, DlogLoadStats *st, uint64_t *last_seq, char *err, size_t errlen)
+{
 	uint64_t *seqs = NULL;
 	size_t nseqs = 0;
 	bool ok = false;
 
 	memset(st, 0, sizeof(*st));
-	log->dir = xstrdup(dir);
-	log->dirfd = log->lockfd = log->fd = log->evfd = -1;
-	log->seg_bytes = segment_bytes;
-	pthread_mutex_init(&log->mu, NULL);
-	pthread_cond_init(&log->cv, NULL);
-	idmap_init(&log->live);
-	idmap_init(&log->heur);
-
-	if (!mkdir_p(dir, err, errlen))
-		goto done;
-	log->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	log->dirfd = open(log->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (log->dirfd < 0) {
-		errf(err, errlen, "cannot open log directory %s: %s", dir, strerror(errno));
+		errf(err, errlen, "cannot open log directory %s: %s", log->dir, strerror(errno));
 		goto done;
 	}
-	if (!take_lock(log, err, errlen))
+	if (!log->readonly && !take_lock(log, err, errlen))
 		goto done;
 	if (!list_segments(log, &seqs, &nseqs, err, errlen))
 		goto done;
@@ -763,9 +767,26 @@ bool dlog_open(const char *dir, int64_t segment_bytes, Dlog **out, DlogLoadStats
 	st->segments = nseqs;
 	st->live_commits = log->live.count;
 	st->live_heuristics = log->heur.count;
+	*last_seq = nseqs ? seqs[nseqs - 1] : 0;
+	ok = true;
+done:
+	free(seqs);
+	return ok;
+}
+
+bool dlog_open(const char *dir, int64_t segment_bytes, Dlog **out, DlogLoadStats *st, char *err, size_t errlen)
+{
+	Dlog *log = dlog_alloc(dir, false);
+	uint64_t last = 0;
+	bool ok = false;
+
+	log->seg_bytes = segment_bytes;
+	memset(st, 0, sizeof(*st));
+	if (!mkdir_p(dir, err, errlen) || !dlog_load(log, st, &last, err, errlen))
+		goto done;
 	/* Every segment from before this start is now closed: a fresh active
 	 * one keeps replay's torn-tail rule simple. */
-	if (!create_segment(log, nseqs ? seqs[nseqs - 1] + 1 : 1, err, errlen))
+	if (!create_segment(log, last + 1, err, errlen))
 		goto done;
 	seg_add(log, log->active_seq);
 	pthread_mutex_lock(&log->mu);
@@ -773,7 +794,6 @@ bool dlog_open(const char *dir, int64_t segment_bytes, Dlog **out, DlogLoadStats
 	pthread_mutex_unlock(&log->mu);
 	ok = true;
 done:
-	free(seqs);
 	if (!ok) {
 		dlog_close(log);
 		log = NULL;
@@ -784,42 +804,15 @@ done:
 
 bool dlog_open_readonly(const char *dir, Dlog **out, DlogLoadStats *st, char *err, size_t errlen)
 {
-	Dlog *log = xcalloc(1, sizeof(*log));
-	uint64_t *seqs = NULL;
-	size_t nseqs = 0;
-	bool ok = false;
+	Dlog *log = dlog_alloc(dir, true);
+	uint64_t last;
 
-	memset(st, 0, sizeof(*st));
-	log->dir = xstrdup(dir);
-	log->dirfd = log->lockfd = log->fd = log->evfd = -1;
-	log->readonly = true;
-	pthread_mutex_init(&log->mu, NULL);
-	pthread_cond_init(&log->cv, NULL);
-	idmap_init(&log->live);
-	idmap_init(&log->heur);
-	log->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (log->dirfd < 0) {
-		errf(err, errlen, "cannot open log directory %s: %s", dir, strerror(errno));
-		goto done;
-	}
-	if (!list_segments(log, &seqs, &nseqs, err, errlen))
-		goto done;
-	for (size_t i = 0; i < nseqs; i++) {
-		if (!replay_segment(log, seqs[i], i + 1 == nseqs, st, err, errlen))
-			goto done;
-	}
-	st->segments = nseqs;
-	st->live_commits = log->live.count;
-	st->live_heuristics = log->heur.count;
-	ok = true;
-done:
-	free(seqs);
-	if (!ok) {
+	if (!dlog_load(log, st, &last, err, errlen)) {
 		dlog_close(log);
 		log = NULL;
 	}
 	*out = log;
-	return ok;
+	return log != NULL;
 }
 
 bool dlog_is_locked(const char *dir, long *pid)
