@@ -189,7 +189,9 @@ DlogDecode dlog_decode(const uint8_t *buf, size_t len, DlogRecord *out, size_t *
 			out->branches[i].index = get_u16(p);
 			l = p[2];
 			p += 3;
-			if (l == 0 || l > DLOG_NAME_MAX || (size_t)(end - p) < l)
+			/* A name with a NUL byte is no name dlog_encode wrote
+			 * (it would read back cut short). */
+			if (l == 0 || l > DLOG_NAME_MAX || (size_t)(end - p) < l || memchr(p, '\0', l) != NULL)
 				goto bad_payload;
 			memcpy(out->branches[i].name, p, l);
 			out->branches[i].name[l] = '\0';
@@ -209,14 +211,14 @@ DlogDecode dlog_decode(const uint8_t *buf, size_t len, DlogRecord *out, size_t *
 		out->heuristic_commit = p[16] == 1;
 		nl = p[17];
 		p += 18;
-		if (nl == 0 || nl > DLOG_NAME_MAX || (size_t)(end - p) < nl + 1)
+		if (nl == 0 || nl > DLOG_NAME_MAX || (size_t)(end - p) < nl + 1 || memchr(p, '\0', nl) != NULL)
 			goto bad_payload;
 		out->nbranches = 1;
 		out->branches = xcalloc(1, sizeof(DlogBranchRef));
 		memcpy(out->branches[0].name, p, nl);
 		p += nl;
 		gl = *p++;
-		if (gl == 0 || gl > DLOG_GID_MAX || (size_t)(end - p) != gl)
+		if (gl == 0 || gl > DLOG_GID_MAX || (size_t)(end - p) != gl || memchr(p, '\0', gl) != NULL)
 			goto bad_payload;
 		memcpy(out->gid, p, gl);
 		out->gid[gl] = '\0';

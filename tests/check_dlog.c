@@ -929,6 +929,33 @@ START_TEST(test_codec_bad_types_and_payloads)
 	ck_assert_int_eq(decode_buf(buf, frame(buf, DLOG_COMMIT, L, 22 + 64), err, sizeof(err)), DLOG_DEC_BAD);
 	L[21] = 63;
 	ck_assert_int_eq(decode_buf(buf, frame(buf, DLOG_COMMIT, L, 22 + 63), err, sizeof(err)), DLOG_DEC_OK);
+
+	/* A NUL inside a name (found by tests/fuzz_dlog): dlog_encode never
+	 * writes one, and the name would read back cut short. */
+	memcpy(m, c, sizeof(m));
+	m[22] = '\0';
+	ck_assert_int_eq(decode_buf(buf, frame(buf, DLOG_COMMIT, m, 24), err, sizeof(err)), DLOG_DEC_BAD);
+	memcpy(m, c, sizeof(m));
+	m[23] = '\0';
+	ck_assert_int_eq(decode_buf(buf, frame(buf, DLOG_COMMIT, m, 24), err, sizeof(err)), DLOG_DEC_BAD);
+
+	/* HEURISTIC payloads: u64 txn | i64 wall | u8 1/2 | u8 nl | name | u8 gl | gid. */
+	uint8_t h[64];
+	memset(h, 0, sizeof(h));
+	h[16] = 1;  /* commit */
+	h[17] = 2;  /* name length */
+	h[18] = 'a';
+	h[19] = 'b';
+	h[20] = 2;  /* gid length */
+	h[21] = 'g';
+	h[22] = 'h';
+	ck_assert_int_eq(decode_buf(buf, frame(buf, DLOG_HEURISTIC, h, 23), err, sizeof(err)), DLOG_DEC_OK);
+	memcpy(m, h, sizeof(m));
+	m[19] = '\0'; /* NUL in the name */
+	ck_assert_int_eq(decode_buf(buf, frame(buf, DLOG_HEURISTIC, m, 23), err, sizeof(err)), DLOG_DEC_BAD);
+	memcpy(m, h, sizeof(m));
+	m[21] = '\0'; /* NUL in the gid */
+	ck_assert_int_eq(decode_buf(buf, frame(buf, DLOG_HEURISTIC, m, 23), err, sizeof(err)), DLOG_DEC_BAD);
 }
 END_TEST
 
