@@ -1075,6 +1075,52 @@ START_TEST(test_participant_refused_at_start)
 }
 END_TEST
 
+/* 11. Result rows are typed: integers and floats as numbers, booleans,
+ * json/jsonb embedded, NULL as null, numeric as a string (no precision
+ * lost), NaN/Infinity and everything else as text. */
+START_TEST(test_typed_results)
+{
+	TlHttpResponse r;
+	json_t *row, *v;
+
+	it_post_raw("{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT 1::int2 AS i2, 2147483647::int4 AS i4, "
+	            "9007199254740993::int8 AS i8, 1.5::float4 AS f4, 0.1::float8 AS f8, true AS t, false AS f, "
+	            "'{\\\"a\\\": [1, 2]}'::json AS j, '{\\\"b\\\": null}'::jsonb AS jb, NULL::int AS n, "
+	            "123456789012345678901234567890.123456789::numeric AS num, 'NaN'::float8 AS nan, "
+	            "'Infinity'::float8 AS inf, 'text'::text AS s, '2026-11-24'::date AS d\"}]}}",
+	            &r);
+	ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
+	row = json_array_get(json_object_get(json_array_get(json_object_get(json_object_get(r.json, "branches"),
+	                                                                   "bank_a"),
+	                                                    0),
+	                                     "rows"),
+	                     0);
+	ck_assert_msg(row != NULL, "no row: %s", r.body);
+	ck_assert(json_is_integer(json_object_get(row, "i2")) && json_integer_value(json_object_get(row, "i2")) == 1);
+	ck_assert(json_integer_value(json_object_get(row, "i4")) == 2147483647);
+	/* Beyond 2^53: still exact in the JSON text. */
+	ck_assert(json_is_integer(json_object_get(row, "i8")) &&
+	          json_integer_value(json_object_get(row, "i8")) == 9007199254740993LL);
+	ck_assert(strstr(r.body, "\"i8\":9007199254740993") != NULL);
+	ck_assert(json_is_real(json_object_get(row, "f4")) && json_real_value(json_object_get(row, "f4")) == 1.5);
+	ck_assert(json_is_real(json_object_get(row, "f8")) && json_real_value(json_object_get(row, "f8")) == 0.1);
+	ck_assert(json_is_true(json_object_get(row, "t")));
+	ck_assert(json_is_false(json_object_get(row, "f")));
+	v = json_object_get(row, "j");
+	ck_assert(json_is_object(v) && json_array_size(json_object_get(v, "a")) == 2);
+	v = json_object_get(row, "jb");
+	ck_assert(json_is_object(v) && json_is_null(json_object_get(v, "b")));
+	ck_assert(json_is_null(json_object_get(row, "n")));
+	ck_assert(json_is_string(json_object_get(row, "num")));
+	ck_assert_str_eq(json_string_value(json_object_get(row, "num")), "123456789012345678901234567890.123456789");
+	ck_assert_str_eq(json_string_value(json_object_get(row, "nan")), "NaN");
+	ck_assert_str_eq(json_string_value(json_object_get(row, "inf")), "Infinity");
+	ck_assert_str_eq(json_string_value(json_object_get(row, "s")), "text");
+	ck_assert_str_eq(json_string_value(json_object_get(row, "d")), "2026-11-24");
+	tl_http_response_free(&r);
+}
+END_TEST
+
 IT_SETUP(commit_three, true)
 IT_SETUP(abort_sql_error, true)
 IT_SETUP(abort_expect_rows, true)
@@ -1085,6 +1131,7 @@ IT_SETUP(crash_after_log_fsync, false) /* the test starts it with the fault */
 IT_SETUP(crash_before_log_commit, false)
 IT_SETUP(concurrency, true)
 IT_SETUP(participant_refused_at_start, false)
+IT_SETUP(typed_results, true)
 
 static void it_add(Suite *s, const char *name, const TTest *test, void (*setup)(void),
 		   double timeout)
@@ -1114,6 +1161,7 @@ static Suite *it_suite(void)
 	IT_CASE(s, crash_before_log_commit, IT_TIMEOUT_S);
 	IT_CASE(s, concurrency, 2 * IT_TIMEOUT_S);
 	IT_CASE(s, participant_refused_at_start, IT_TIMEOUT_S);
+	IT_CASE(s, typed_results, IT_TIMEOUT_S);
 	return s;
 }
 
