@@ -1091,12 +1091,6 @@ void dlog_append_done(Dlog *log, uint64_t txn_id)
 	live_remove(log, &log->heur, txn_id);
 }
 
-void dlog_append_heuristic(Dlog *log, const DlogRecord *rec, DlogDoneFn done, void *arg)
-{
-	Completion c = {.fn = done, .arg = arg, .rec = dlog_record_copy(rec), .kind = COMP_DECISION};
-	append(log, rec, &c, true);
-}
-
 bool dlog_append_sync(Dlog *log, const DlogRecord *rec, char *err, size_t errlen)
 {
 	size_t n = dlog_encoded_size(rec);

@@ -117,10 +117,6 @@ void dlog_append_commit(Dlog *log, const DlogRecord *rec, DlogDoneFn done, void 
  * looks for prepared branches that are already gone). */
 void dlog_append_done(Dlog *log, uint64_t txn_id);
 
-/* Appends a HEURISTIC record on the loop (twopcd); `done` runs once it is
- * on disk. */
-void dlog_append_heuristic(Dlog *log, const DlogRecord *rec, DlogDoneFn done, void *arg);
-
 /* For the tools, before/without dlog_start: write and fdatasync one record
  * now, on this thread. */
 bool dlog_append_sync(Dlog *log, const DlogRecord *rec, char *err, size_t errlen) WARN_UNUSED;

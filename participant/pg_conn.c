@@ -35,7 +35,6 @@ struct PgConn {
 	bool seen_result; /* cur's result arrived; its NULL terminator is next */
 
 	PgConn *next;
-	void *owner_data;
 };
 
 static void on_io(evutil_socket_t fd, short what, void *arg);
@@ -190,15 +189,6 @@ void pgconn_set_next(PgConn *c, PgConn *next)
 {
 	c->next = next;
 }
-void *pgconn_owner_data(const PgConn *c)
-{
-	return c->owner_data;
-}
-void pgconn_set_owner_data(PgConn *c, void *data)
-{
-	c->owner_data = data;
-}
-
 static void connect_step(PgConn *c)
 {
 	switch (PQconnectPoll(c->pq)) {

@@ -93,7 +93,5 @@ void pg_result_message(const PGresult *r, char *buf, size_t len);
 PgConn *pgconn_next(const PgConn *conn);
 PgConn **pgconn_next_ref(PgConn *conn);
 void pgconn_set_next(PgConn *conn, PgConn *next);
-void *pgconn_owner_data(const PgConn *conn);
-void pgconn_set_owner_data(PgConn *conn, void *data);
 
 #endif

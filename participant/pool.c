@@ -375,7 +375,3 @@ void pool_get_stats(const Pool *p, PoolStats *out)
 	snprintf(out->last_error, sizeof(out->last_error), "%s", p->last_error);
 }
 
-const char *pool_name(const Pool *p)
-{
-	return p->name;
-}

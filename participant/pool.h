@@ -67,6 +67,5 @@ void pool_discard(Pool *p, PgConn *conn);
 void pool_tick(Pool *p, int64_t now_us);
 
 void pool_get_stats(const Pool *p, PoolStats *out);
-const char *pool_name(const Pool *p);
 
 #endif
