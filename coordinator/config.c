@@ -18,6 +18,7 @@
 typedef enum KeyType {
 	KT_INT,       /* int64 within [min, max] */
 	KT_STRING,    /* heap string */
+	KT_OPT_PATH,  /* heap string, or NULL when empty */
 	KT_COORD_ID,  /* [A-Za-z0-9_]{1,32} */
 	KT_LISTEN,    /* host:port or [v6]:port */
 	KT_LOG_LEVEL, /* debug|info|warning|error */
@@ -61,6 +62,28 @@ static const KeyDef keys[] = {
      "the sweeper leaves prepared transactions younger than this alone", C(sweep_grace_ms)},
     {SEC_COORDINATOR, "phase2_timeout_ms", KT_INT, "10000", 100, 3600000,
      "an unanswered COMMIT/ROLLBACK PREPARED is abandoned and retried after this", C(phase2_timeout_ms)},
+    {SEC_COORDINATOR, "max_branches", KT_INT, "16", 1, MAX_PARTICIPANTS, "most branches in one transaction (400 past it)",
+     C(max_branches)},
+    {SEC_COORDINATOR, "max_statements", KT_INT, "100", 1, 100000, "most statements in one branch (400 past it)",
+     C(max_statements)},
+    {SEC_COORDINATOR, "max_params", KT_INT, "1000", 0, 65535, "most parameters of one statement (400 past it)",
+     C(max_params)},
+    {SEC_COORDINATOR, "max_connections", KT_INT, "16384", 1, 1000000,
+     "most open HTTP connections; past it a new one gets 503 and is closed", C(max_connections)},
+    {SEC_COORDINATOR, "max_header_bytes", KT_INT, "16384", 1024, 1048576,
+     "largest request line plus headers (431 past it)", C(max_header_bytes)},
+    {SEC_COORDINATOR, "http_request_timeout_ms", KT_INT, "10000", 100, 3600000,
+     "a request's line, headers and body must all arrive within this (408 past it)", C(http_request_timeout_ms)},
+    {SEC_COORDINATOR, "http_idle_timeout_ms", KT_INT, "60000", 100, 86400000,
+     "an idle keep-alive connection is closed after this", C(http_idle_timeout_ms)},
+    {SEC_COORDINATOR, "idempotency_ttl_s", KT_INT, "86400", 1, 31536000,
+     "how long an Idempotency-Key and its response are remembered", C(idempotency_ttl_s)},
+    {SEC_COORDINATOR, "idempotency_max_bytes", KT_INT, "67108864", 65536, 68719476736,
+     "memory for remembered Idempotency-Keys; when full, new keyed requests get 503", C(idempotency_max_bytes)},
+    {SEC_COORDINATOR, "idempotency_max_response_bytes", KT_INT, "32768", 1024, 49152,
+     "a committed response larger than this is remembered without its results", C(idempotency_max_response_bytes)},
+    {SEC_COORDINATOR, "auth_token_file", KT_OPT_PATH, "", 0, 0,
+     "file of bearer tokens, one per line; empty: no authentication (/healthz is always open)", C(auth_token_file)},
     {SEC_COORDINATOR, "log_level", KT_LOG_LEVEL, "info", 0, 0, "debug, info, warning or error", 0},
     {SEC_PARTICIPANT, "conninfo", KT_CONNINFO, NULL, 0, 0, "libpq connection string; must name a dbname", P(conninfo)},
     {SEC_PARTICIPANT, "pool_size", KT_INT, "8", 1, 1000, "connections to this participant", P(pool_size)},
@@ -130,6 +153,8 @@ static bool set_value(Config *cfg, ParticipantConfig *pc, const KeyDef *k, const
 		if (*value == '\0')
 			return errf(err, errlen, "must not be empty");
 		break;
+	case KT_OPT_PATH:
+		break;
 	case KT_CONNINFO: {
 		char *perr = NULL;
 		PQconninfoOption *opts = PQconninfoParse(value, &perr);
@@ -156,7 +181,7 @@ static bool set_value(Config *cfg, ParticipantConfig *pc, const KeyDef *k, const
 		*(int64_t *)field = v;
 	} else {
 		free(*(char **)field);
-		*(char **)field = xstrdup(value);
+		*(char **)field = (k->type == KT_OPT_PATH && *value == '\0') ? NULL : xstrdup(value);
 	}
 	return true;
 }
@@ -455,6 +480,7 @@ void config_free(Config *cfg)
 	free(cfg->path);
 	free(cfg->listen_host);
 	free(cfg->log_dir);
+	free(cfg->auth_token_file);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -472,7 +498,7 @@ void config_print_reference(void)
 	printf("Configuration keys (INI):\n");
 	for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
 		const KeyDef *k = &keys[i];
-		printf("  [%s] %-20s %s%s%s%s\n", k->section == SEC_COORDINATOR ? "coordinator" : "participant NAME",
+		printf("  [%s] %-30s %s%s%s%s\n", k->section == SEC_COORDINATOR ? "coordinator" : "participant NAME",
 		       k->name, k->help, k->default_value ? " (default " : " (required",
 		       k->default_value ? k->default_value : "", ")");
 	}

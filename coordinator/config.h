@@ -43,6 +43,17 @@ typedef struct Config {
 	int64_t sweep_interval_ms;  /* how often the sweeper runs */
 	int64_t sweep_grace_ms;     /* the sweeper leaves younger prepared transactions alone */
 	int64_t phase2_timeout_ms;  /* a COMMIT/ROLLBACK PREPARED unanswered this long is retried */
+	int64_t max_branches;       /* branches (participants) per transaction */
+	int64_t max_statements;     /* statements per branch */
+	int64_t max_params;         /* parameters per statement */
+	int64_t max_connections;    /* open HTTP connections; past it, 503 and close */
+	int64_t max_header_bytes;   /* request line + headers */
+	int64_t http_request_timeout_ms; /* a request must arrive whole within this (slowloris) */
+	int64_t http_idle_timeout_ms;    /* an idle keep-alive connection is closed after this */
+	int64_t idempotency_ttl_s;       /* how long an Idempotency-Key is remembered */
+	int64_t idempotency_max_bytes;   /* memory for remembered keys and responses */
+	int64_t idempotency_max_response_bytes; /* larger responses are remembered without results */
+	char *auth_token_file;      /* NULL: no authentication */
 	LogLevel log_level;
 	ParticipantConfig *participants;
 	size_t nparticipants;

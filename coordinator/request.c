@@ -214,6 +214,9 @@ bool request_parse(const char *body, size_t len, const Config *cfg, TxnRequest *
 		REJECT("branches must be an object mapping participant names to statement lists");
 	if (json_object_size(branches) == 0)
 		REJECT("branches is empty: name at least one participant");
+	if ((int64_t)json_object_size(branches) > cfg->max_branches)
+		REJECT("has %zu branches; at most %lld are allowed (max_branches)", json_object_size(branches),
+		       (long long)cfg->max_branches);
 	req->branches = xcalloc(json_object_size(branches), sizeof(ReqBranch));
 
 	json_object_foreach(branches, key, v)
@@ -227,8 +230,9 @@ bool request_parse(const char *body, size_t len, const Config *cfg, TxnRequest *
 			REJECT("must be an array of statements");
 		if (json_array_size(v) == 0)
 			REJECT("has no statements");
-		if (json_array_size(v) > REQ_MAX_STATEMENTS)
-			REJECT("has %zu statements; at most %d are allowed", json_array_size(v), REQ_MAX_STATEMENTS);
+		if ((int64_t)json_array_size(v) > cfg->max_statements)
+			REJECT("has %zu statements; at most %lld are allowed (max_statements)", json_array_size(v),
+			       (long long)cfg->max_statements);
 		b->nstmts = json_array_size(v);
 		b->stmts = xcalloc(b->nstmts, sizeof(ReqStatement));
 		req->nbranches = ++bi;
@@ -277,9 +281,9 @@ bool request_parse(const char *body, size_t len, const Config *cfg, TxnRequest *
 				snprintf(fbuf, sizeof(fbuf), "branches.%s[%zu].params", key, si);
 				if (!json_is_array(params))
 					REJECT("params must be an array");
-				if (json_array_size(params) > REQ_MAX_PARAMS)
-					REJECT("has %zu parameters; at most %d are allowed", json_array_size(params),
-					       REQ_MAX_PARAMS);
+				if ((int64_t)json_array_size(params) > cfg->max_params)
+					REJECT("has %zu parameters; at most %lld are allowed (max_params)",
+					       json_array_size(params), (long long)cfg->max_params);
 				s->nparams = (int)json_array_size(params);
 				s->params = xcalloc(s->nparams ? (size_t)s->nparams : 1, sizeof(char *));
 				for (int pi = 0; pi < s->nparams; pi++) {

@@ -18,9 +18,6 @@
 #include "config.h"
 #include "util.h"
 
-#define REQ_MAX_STATEMENTS 1000 /* per branch */
-#define REQ_MAX_PARAMS     1000 /* per statement */
-
 typedef struct ReqStatement {
 	const char *sql;
 	int nparams;

@@ -28,12 +28,17 @@ static void setup(void)
 	                           "log_dir = /x\n"
 	                           "default_timeout_ms = 5000\n"
 	                           "max_timeout_ms = 60000\n"
+	                           "max_branches = 3\n"
+	                           "max_statements = 50\n"
+	                           "max_params = 20\n"
 	                           "[participant bank_a]\n"
 	                           "conninfo = dbname=a\n"
 	                           "[participant bank_b]\n"
 	                           "conninfo = dbname=b\n"
 	                           "[participant bank_c]\n"
-	                           "conninfo = dbname=c\n";
+	                           "conninfo = dbname=c\n"
+	                           "[participant bank_d]\n"
+	                           "conninfo = dbname=d\n";
 	char err[512];
 	ck_assert_msg(config_load_string(text, "test.ini", &cfg, err, sizeof(err)), "%s", err);
 }
@@ -375,26 +380,32 @@ START_TEST(test_limits)
 	TxnRequest req;
 	char *b;
 
-	b = big_body(REQ_MAX_STATEMENTS, 0);
+	/* The limits come from the config (max_statements = 50, max_params =
+	 * 20, max_branches = 3 above); a rejection names the key. */
+	b = big_body(50, 0);
 	parse_ok(b, &req);
-	ck_assert_uint_eq(req.branches[0].nstmts, REQ_MAX_STATEMENTS);
+	ck_assert_uint_eq(req.branches[0].nstmts, 50);
 	request_free(&req);
 	free(b);
 
-	b = big_body(REQ_MAX_STATEMENTS + 1, 0);
-	expect_reject(b, "branches.bank_a", "has 1001 statements; at most 1000");
+	b = big_body(51, 0);
+	expect_reject(b, "branches.bank_a", "has 51 statements; at most 50 are allowed (max_statements)");
 	free(b);
 
-	b = big_body(1, REQ_MAX_PARAMS);
+	b = big_body(1, 20);
 	parse_ok(b, &req);
-	ck_assert_int_eq(req.branches[0].stmts[0].nparams, REQ_MAX_PARAMS);
-	ck_assert_str_eq(req.branches[0].stmts[0].params[REQ_MAX_PARAMS - 1], "1");
+	ck_assert_int_eq(req.branches[0].stmts[0].nparams, 20);
+	ck_assert_str_eq(req.branches[0].stmts[0].params[19], "1");
 	request_free(&req);
 	free(b);
 
-	b = big_body(1, REQ_MAX_PARAMS + 1);
-	expect_reject(b, "branches.bank_a[0].params", "has 1001 parameters; at most 1000");
+	b = big_body(1, 21);
+	expect_reject(b, "branches.bank_a[0].params", "has 21 parameters; at most 20 are allowed (max_params)");
 	free(b);
+
+	expect_reject("{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT 1\"}],\"bank_b\":[{\"sql\":\"SELECT 1\"}],"
+	              "\"bank_c\":[{\"sql\":\"SELECT 1\"}],\"bank_d\":[{\"sql\":\"SELECT 1\"}]}}",
+	              "branches", "has 4 branches; at most 3 are allowed (max_branches)");
 }
 END_TEST
 

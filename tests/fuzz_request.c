@@ -4,8 +4,8 @@
  *
  * Every input is a request body. On success the harness checks what the
  * rest of twopcd relies on: at least one branch, each naming a distinct
- * participant of the configuration, 1..REQ_MAX_STATEMENTS statements per
- * branch, non-empty SQL, 0..REQ_MAX_PARAMS parameters, a timeout within
+ * participant of the configuration, 1..max_statements statements per
+ * branch, non-empty SQL, 0..max_params parameters, a timeout within
  * the configured bounds. On failure: the request comes back empty and the
  * error message is set. ASan/UBSan catch the rest; LSan catches leaks.
  *
@@ -76,7 +76,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 
 	CHECK(req.json != NULL);
-	CHECK(req.nbranches >= 1 && req.nbranches <= cfg->nparticipants);
+	CHECK(req.nbranches >= 1 && req.nbranches <= cfg->nparticipants && (int64_t)req.nbranches <= cfg->max_branches);
 	CHECK(req.timeout_ms >= 1 && req.timeout_ms <= cfg->max_timeout_ms);
 	for (size_t b = 0; b < req.nbranches; b++) {
 		const ReqBranch *br = &req.branches[b];
@@ -86,7 +86,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(p >= cfg->participants && p < cfg->participants + cfg->nparticipants);
 		for (size_t o = 0; o < b; o++)
 			CHECK(req.branches[o].participant != p);
-		CHECK(br->nstmts >= 1 && br->nstmts <= REQ_MAX_STATEMENTS);
+		CHECK(br->nstmts >= 1 && (int64_t)br->nstmts <= cfg->max_statements);
 		CHECK(br->stmts != NULL);
 		/* The branch's statements as the client sent them. */
 		json_t *list = json_object_get(json_object_get(req.json, "branches"), p->name);
@@ -100,7 +100,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			CHECK(st->sql != NULL && st->sql[0] != '\0');
 			CHECK(json_is_string(jsql) && strlen(st->sql) == json_string_length(jsql));
 			CHECK(st->expect_rows >= -1);
-			CHECK(st->nparams >= 0 && st->nparams <= REQ_MAX_PARAMS);
+			CHECK(st->nparams >= 0 && st->nparams <= cfg->max_params);
 			CHECK(st->nparams == 0 || st->params != NULL);
 			CHECK(jparams == NULL ? st->nparams == 0 : json_array_size(jparams) == (size_t)st->nparams);
 			for (int i = 0; i < st->nparams; i++) {
