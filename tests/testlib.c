@@ -13,6 +13,7 @@
 #include "testlib.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -958,6 +959,11 @@ static bool tl_http_parse(char *raw, size_t len, TlHttpResponse *resp, char *err
 	*hdr_end = '\0';
 	body = hdr_end + 4;
 	line = strstr(raw, "\r\n");
+	resp->headers = strdup(line != NULL ? line + 2 : "");
+	if (resp->headers == NULL) {
+		tl_seterr(err, errlen, "out of memory");
+		return false;
+	}
 	while (line != NULL) {
 		char *next;
 
@@ -1013,12 +1019,131 @@ static bool tl_http_parse(char *raw, size_t len, TlHttpResponse *resp, char *err
 	return true;
 }
 
+bool tl_http_parse_response(const char *raw, size_t len, TlHttpResponse *resp, char *err,
+			    size_t errlen)
+{
+	char *copy = malloc(len + 1);
+	bool ok;
+
+	memset(resp, 0, sizeof *resp);
+	if (copy == NULL) {
+		tl_seterr(err, errlen, "out of memory");
+		return false;
+	}
+	memcpy(copy, raw, len);
+	copy[len] = '\0';
+	ok = tl_http_parse(copy, len, resp, err, errlen);
+	if (!ok)
+		tl_http_response_free(resp);
+	free(copy);
+	return ok;
+}
+
+const char *tl_http_header(const TlHttpResponse *resp, const char *name, char *buf, size_t len)
+{
+	size_t nlen = strlen(name);
+	const char *line = resp->headers;
+
+	while (line != NULL && *line != '\0') {
+		const char *eol = strstr(line, "\r\n");
+		size_t llen = eol ? (size_t)(eol - line) : strlen(line);
+
+		if (llen > nlen && strncasecmp(line, name, nlen) == 0 && line[nlen] == ':') {
+			const char *v = line + nlen + 1;
+			size_t vlen;
+
+			while (*v == ' ' || *v == '\t')
+				v++;
+			vlen = llen - (size_t)(v - line);
+			while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+				vlen--;
+			if (vlen >= len)
+				vlen = len - 1;
+			memcpy(buf, v, vlen);
+			buf[vlen] = '\0';
+			return buf;
+		}
+		line = eol ? eol + 2 : NULL;
+	}
+	return NULL;
+}
+
+void tl_http_trace(const char *method, const char *path, const TlHttpResponse *resp)
+{
+	const char *file = getenv("TWOPC_API_TRACE");
+	json_t *o, *h;
+	const char *line;
+	char *text;
+	int fd;
+
+	if (file == NULL || *file == '\0')
+		return;
+	o = json_object();
+	h = json_object();
+	json_object_set_new(o, "method", json_string(method));
+	json_object_set_new(o, "path", json_string(path));
+	json_object_set_new(o, "status", json_integer(resp->status));
+	json_object_set_new(o, "content_type", json_string(resp->content_type));
+	for (line = resp->headers; line != NULL && *line != '\0';) {
+		const char *eol = strstr(line, "\r\n");
+		size_t llen = eol ? (size_t)(eol - line) : strlen(line);
+		const char *colon = memchr(line, ':', llen);
+
+		if (colon != NULL) {
+			char name[128], value[1024];
+			size_t nl = (size_t)(colon - line), vl;
+			const char *v = colon + 1;
+
+			if (nl >= sizeof name)
+				nl = sizeof name - 1;
+			for (size_t i = 0; i < nl; i++)
+				name[i] = (char)tolower((unsigned char)line[i]);
+			name[nl] = '\0';
+			while (*v == ' ')
+				v++;
+			vl = llen - (size_t)(v - line);
+			if (vl >= sizeof value)
+				vl = sizeof value - 1;
+			memcpy(value, v, vl);
+			value[vl] = '\0';
+			json_object_set_new(h, name, json_string(value));
+		}
+		line = eol ? eol + 2 : NULL;
+	}
+	json_object_set_new(o, "headers", h);
+	json_object_set(o, "body", resp->json ? resp->json : json_null());
+	if (resp->json == NULL && resp->body != NULL)
+		json_object_set_new(o, "raw_body", json_stringn_nocheck(resp->body, resp->body_len));
+	text = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
+	json_decref(o);
+	if (text == NULL)
+		return;
+	fd = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (fd >= 0) {
+		size_t n = strlen(text);
+
+		text[n] = '\n'; /* one write() per line: lines from parallel tests stay whole */
+		if (write(fd, text, n + 1) < 0) {
+			/* best effort: a missing line only weakens the OpenAPI check */
+		}
+		close(fd);
+	}
+	free(text);
+}
+
 bool tl_http_request(int port, const char *method, const char *path, const char *body,
 		     int timeout_ms, TlHttpResponse *resp, char *err, size_t errlen)
 {
+	return tl_http_request_h(port, method, path, NULL, body, timeout_ms, resp, err, errlen);
+}
+
+bool tl_http_request_h(int port, const char *method, const char *path, const char *extra,
+		       const char *body, int timeout_ms, TlHttpResponse *resp, char *err,
+		       size_t errlen)
+{
 	struct sockaddr_in sin;
 	struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
-	char head[1024];
+	char head[4096];
 	char *raw = NULL;
 	size_t used = 0, cap = 0;
 	size_t body_len = body ? strlen(body) : 0;
@@ -1048,13 +1173,13 @@ bool tl_http_request(int port, const char *method, const char *path, const char 
 	}
 	if (body != NULL)
 		hlen = snprintf(head, sizeof head,
-				"%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n"
+				"%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n%s"
 				"Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
-				method, path, port, body_len);
+				method, path, port, extra ? extra : "", body_len);
 	else
 		hlen = snprintf(head, sizeof head,
-				"%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n",
-				method, path, port);
+				"%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n%s\r\n",
+				method, path, port, extra ? extra : "");
 	if (hlen < 0 || (size_t)hlen >= sizeof head) {
 		tl_seterr(err, errlen, "request line too long");
 		goto done;
@@ -1105,6 +1230,7 @@ bool tl_http_request(int port, const char *method, const char *path, const char 
 		tl_http_response_free(resp);
 		goto done;
 	}
+	tl_http_trace(method, path, resp);
 	ok = true;
 done:
 	free(raw);
@@ -1132,6 +1258,7 @@ bool tl_http_post_json(int port, const char *path, const json_t *body, int timeo
 void tl_http_response_free(TlHttpResponse *resp)
 {
 	free(resp->body);
+	free(resp->headers);
 	json_decref(resp->json);
 	memset(resp, 0, sizeof *resp);
 }

@@ -73,6 +73,7 @@ struct TlHttpResponse {
 	char *body;              /* NUL-terminated, owned by the response */
 	size_t body_len;
 	json_t *json;            /* parsed body or NULL if it is not JSON */
+	char *headers;           /* the header lines after the status line, "\r\n"-separated */
 };
 
 /* ---- environment and clusters ---- */
@@ -153,6 +154,25 @@ void tl_print_file_tail(const char *path, int lines);
  */
 bool tl_http_request(int port, const char *method, const char *path, const char *body,
 		     int timeout_ms, TlHttpResponse *resp, char *err, size_t errlen) TL_WUR;
+/* The same with extra request header lines: EXTRA is NULL or a string of
+ * "Name: value\r\n" lines (e.g. an Idempotency-Key or Authorization). */
+bool tl_http_request_h(int port, const char *method, const char *path, const char *extra,
+		       const char *body, int timeout_ms, TlHttpResponse *resp, char *err,
+		       size_t errlen) TL_WUR;
+/* The value of response header NAME (case-insensitive) copied into BUF, or
+ * NULL when the response has no such header. */
+const char *tl_http_header(const TlHttpResponse *resp, const char *name, char *buf, size_t len);
+/* Appends one JSON line describing a response to the file named by the
+ * environment variable TWOPC_API_TRACE, if set: {"method", "path",
+ * "status", "content_type", "headers" {lowercase name: value}, "body" (the
+ * parsed JSON or null), "raw_body" (when not JSON)}. tl_http_request*()
+ * call it for every response; tests that speak raw HTTP call it themselves.
+ * The OpenAPI check validates these lines against docs/openapi.yaml. */
+void tl_http_trace(const char *method, const char *path, const TlHttpResponse *resp);
+/* Parses a raw response (as read off a socket, LEN bytes); false if it is
+ * incomplete or malformed. */
+bool tl_http_parse_response(const char *raw, size_t len, TlHttpResponse *resp, char *err,
+			    size_t errlen) TL_WUR;
 /* POSTs a JSON value (serialised compactly). */
 bool tl_http_post_json(int port, const char *path, const json_t *body, int timeout_ms,
 		       TlHttpResponse *resp, char *err, size_t errlen) TL_WUR;
