@@ -1,14 +1,15 @@
 /*
- * http_api: twopcd's HTTP/JSON interface on libevent's evhttp.
+ * http_api: twopcd's HTTP/JSON interface, on http_server.
  *
  *   POST /v1/transactions        run one atomic multi-participant transaction
  *   GET  /v1/transactions/{id}   committed | aborted | in_progress | unknown
- *   GET  /healthz                each participant's reachability
+ *   POST /v1/sweep               settle stuck prepared transactions now
+ *   GET  /healthz                each participant's reachability (no auth)
  *
  * Every error is application/problem+json (RFC 9457) with a stable `type`
- * URI per kind of error. A POST's reply is sent from the transaction's
- * reply callback; evhttp keeps the request alive until then and frees it
- * itself if the client went away.
+ * URI per kind of error; the catalogue is problem_kinds[] below and
+ * docs/API.md. A POST's reply is sent from the transaction's reply
+ * callback; the server keeps the request valid until then.
  */
 #include "http_api.h"
 
@@ -17,89 +18,128 @@
 #include <string.h>
 #include <strings.h>
 
-#include <event2/buffer.h>
-#include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <jansson.h>
 
+#include "auth.h"
+#include "http_server.h"
 #include "log.h"
 #include "request.h"
 
 #define PROBLEM_BASE "https://twopc.dev/problems/"
 
 struct HttpApi {
-	struct event_base *base;
 	const Config *cfg;
 	TxnMgr *mgr;
 	Sweeper *sweeper;
-	struct evhttp *http;
-	bool draining; /* shutting down: new transactions are refused */
+	HttpServer *server;
+	AuthTokens *auth; /* NULL: no authentication */
+	bool draining;    /* shutting down: new transactions are refused */
 };
 
-static void send_json(struct evhttp_request *req, int status, const char *reason, json_t *body, bool problem)
-{
-	struct evbuffer *buf = evbuffer_new();
-	char *text = json_dumps(body, JSON_COMPACT);
+/* The kinds of problem twopcd answers with: slug (the end of the type URI)
+ * and title. The titles are fixed per kind (RFC 9457 §3.1.3); `detail`
+ * says what happened this time. */
+static const struct {
+	const char *slug, *title;
+} problem_kinds[] = {
+    {"invalid-request", "Invalid request"},
+    {"bad-request", "Malformed HTTP request"},
+    {"unauthorized", "Missing or invalid bearer token"},
+    {"not-found", "Not found"},
+    {"method-not-allowed", "Method not allowed"},
+    {"request-timeout", "The request did not arrive in time"},
+    {"statement-failed", "A statement failed; the transaction was rolled back"},
+    {"expect-rows", "An expect_rows guard did not hold; the transaction was rolled back"},
+    {"prepare-failed", "PREPARE TRANSACTION failed; the transaction was rolled back"},
+    {"idempotency-key-in-use", "A request with this Idempotency-Key is still being processed"},
+    {"body-too-large", "Request body too large"},
+    {"idempotency-key-mismatch", "This Idempotency-Key was used with a different request body"},
+    {"headers-too-large", "Request header fields too large"},
+    {"not-implemented", "Not implemented"},
+    {"participant-unavailable",
+     "A participant could not be reached; the transaction was rolled back and is safe to retry"},
+    {"shutting-down", "twopcd is shutting down"},
+    {"too-many-in-flight", "Too many transactions in flight"},
+    {"too-many-connections", "Too many open connections"},
+    {"idempotency-store-full", "No room to remember another Idempotency-Key"},
+    {"timeout", "The transaction timed out before its decision and was rolled back"},
+    {"http-version-not-supported", "HTTP version not supported"},
+};
 
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-	                  problem ? "application/problem+json" : "application/json");
-	if (text != NULL) {
-		evbuffer_add(buf, text, strlen(text));
-		evbuffer_add(buf, "\n", 1);
+static const char *problem_title(const char *slug)
+{
+	for (size_t i = 0; i < ARRAY_LEN(problem_kinds); i++) {
+		if (strcmp(problem_kinds[i].slug, slug) == 0)
+			return problem_kinds[i].title;
 	}
-	evhttp_send_reply(req, status, reason, buf);
-	evbuffer_free(buf);
-	free(text);
-	json_decref(body);
+	log_fatal("problem kind '%s' is not in the catalogue", slug);
 }
 
-static const char *reason_phrase(int status)
+static void send_text(HttpRequest *req, int status, const char *ctype, char *text)
 {
-	switch (status) {
-	case 200:
-		return "OK";
-	case 400:
-		return "Bad Request";
-	case 404:
-		return "Not Found";
-	case 405:
-		return "Method Not Allowed";
-	case 409:
-		return "Conflict";
-	case 413:
-		return "Payload Too Large";
-	case 503:
-		return "Service Unavailable";
-	case 504:
-		return "Gateway Timeout";
-	default:
-		return "Error";
+	size_t len = text ? strlen(text) : 0;
+
+	if (text != NULL) {
+		text = xrealloc(text, len + 2);
+		text[len++] = '\n';
+		text[len] = '\0';
 	}
+	http_respond(req, status, ctype, text ? text : "", len);
+	free(text);
+}
+
+static void send_json(HttpRequest *req, int status, json_t *body, bool problem)
+{
+	char *text = json_dumps(body, JSON_COMPACT);
+
+	json_decref(body);
+	send_text(req, status, problem ? "application/problem+json" : "application/json", text);
 }
 
 /* A problem document; `extra` (may be NULL) adds members and is consumed. */
-static void send_problem(struct evhttp_request *req, int status, const char *slug, const char *title,
-                         const char *detail, json_t *extra)
+static void send_problem(HttpRequest *req, int status, const char *slug, const char *detail, json_t *extra)
 {
 	char type[128];
 	json_t *p = json_object();
 
 	snprintf(type, sizeof(type), PROBLEM_BASE "%s", slug);
 	json_object_set_new(p, "type", json_string(type));
-	json_object_set_new(p, "title", json_string(title));
+	json_object_set_new(p, "title", json_string(problem_title(slug)));
 	json_object_set_new(p, "status", json_integer(status));
 	json_object_set_new(p, "detail", json_string(detail));
 	if (extra != NULL) {
 		json_object_update(p, extra);
 		json_decref(extra);
 	}
-	send_json(req, status, reason_phrase(status), p, true);
+	send_json(req, status, p, true);
+}
+
+static void send_invalid(HttpRequest *req, const char *field, const char *detail)
+{
+	json_t *x = json_object();
+	json_object_set_new(x, "field", json_string(field));
+	send_problem(req, 400, "invalid-request", detail, x);
+}
+
+/* Errors the HTTP server finds before any handler runs. */
+static void on_protocol_error(HttpRequest *req, int status, const char *slug, const char *detail, void *arg)
+{
+	HttpApi *api = arg;
+	json_t *x = NULL;
+
+	if (status == 413) {
+		x = json_object();
+		json_object_set_new(x, "max_body_bytes", json_integer(api->cfg->max_body_bytes));
+	} else if (status == 431) {
+		x = json_object();
+		json_object_set_new(x, "max_header_bytes", json_integer(api->cfg->max_header_bytes));
+	}
+	send_problem(req, status, slug, detail, x);
 }
 
 /* ---- POST /v1/transactions ---------------------------------------------- */
 
-static void reply_committed(struct evhttp_request *req, Txn *t)
+static void reply_committed(HttpRequest *req, Txn *t)
 {
 	json_t *body = json_object(), *branches = json_object();
 
@@ -112,15 +152,15 @@ static void reply_committed(struct evhttp_request *req, Txn *t)
 	json_object_set_new(body, "branches", branches);
 	if (t->state != TXN_FINISHED)
 		json_object_set_new(body, "phase2", json_string("pending"));
-	send_json(req, 200, "OK", body, false);
+	send_json(req, 200, body, false);
 }
 
-static void reply_aborted(struct evhttp_request *req, Txn *t)
+static void reply_aborted(HttpRequest *req, Txn *t)
 {
 	json_t *x = json_object();
 	const char *participant = t->fail_branch >= 0 ? t->branches[t->fail_branch].name : NULL;
 	int status;
-	const char *slug, *title;
+	const char *slug;
 
 	json_object_set_new(x, "id", json_string(t->id_hex));
 	json_object_set_new(x, "outcome", json_string("aborted"));
@@ -128,30 +168,25 @@ static void reply_aborted(struct evhttp_request *req, Txn *t)
 		json_object_set_new(x, "participant", json_string(participant));
 	switch (t->reason) {
 	case ABORT_STATEMENT:
-		status = 409, slug = "statement-failed", title = "A statement failed; the transaction was rolled back";
+		status = 409, slug = "statement-failed";
 		break;
 	case ABORT_EXPECT_ROWS:
-		status = 409, slug = "expect-rows",
-		title = "An expect_rows guard did not hold; the transaction was rolled back";
+		status = 409, slug = "expect-rows";
 		json_object_set_new(x, "expected_rows", json_integer(t->expected_rows));
 		json_object_set_new(x, "actual_rows", json_integer(t->actual_rows));
 		break;
 	case ABORT_PREPARE:
-		status = 409, slug = "prepare-failed",
-		title = "PREPARE TRANSACTION failed; the transaction was rolled back";
+		status = 409, slug = "prepare-failed";
 		break;
 	case ABORT_TIMEOUT:
-		status = 504, slug = "timeout",
-		title = "The transaction timed out before its decision and was rolled back";
+		status = 504, slug = "timeout";
 		break;
 	case ABORT_SHUTDOWN:
-		status = 503, slug = "shutting-down",
-		title = "twopcd is shutting down; the transaction was rolled back";
+		status = 503, slug = "shutting-down";
 		break;
 	case ABORT_UNAVAILABLE:
 	default:
-		status = 503, slug = "participant-unavailable",
-		title = "A participant could not be reached; the transaction was rolled back and is safe to retry";
+		status = 503, slug = "participant-unavailable";
 		break;
 	}
 	if (status == 409) {
@@ -160,43 +195,39 @@ static void reply_aborted(struct evhttp_request *req, Txn *t)
 		json_object_set_new(x, "message", json_string(t->message));
 	}
 	if (status == 503)
-		evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
-	send_problem(req, status, slug, title, t->message, x);
+		http_response_header(req, "Retry-After", "1");
+	send_problem(req, status, slug, t->message, x);
 }
 
 static void on_txn_reply(Txn *t, void *arg)
 {
-	struct evhttp_request *req = arg;
+	HttpRequest *req = arg;
 	if (t->durable)
 		reply_committed(req, t);
 	else
 		reply_aborted(req, t);
 }
 
-static void handle_post_txn(HttpApi *api, struct evhttp_request *req)
+static void handle_post_txn(HttpApi *api, HttpRequest *req)
 {
-	struct evbuffer *in = evhttp_request_get_input_buffer(req);
-	size_t len = evbuffer_get_length(in);
+	size_t len;
+	const char *body = http_request_body(req, &len);
 	char field[256], err[512];
 	TxnRequest treq;
 
 	if (api->draining) {
-		evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
-		send_problem(req, 503, "shutting-down", "twopcd is shutting down",
-		             "no new transactions are accepted while twopcd stops", NULL);
+		http_response_header(req, "Retry-After", "1");
+		send_problem(req, 503, "shutting-down", "no new transactions are accepted while twopcd stops", NULL);
 		return;
 	}
 	if ((int64_t)txnmgr_in_flight(api->mgr) >= api->cfg->max_in_flight) {
-		evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
-		send_problem(req, 503, "too-many-in-flight", "Too many transactions in flight",
-		             "max_in_flight transactions are already running; retry shortly", NULL);
+		http_response_header(req, "Retry-After", "1");
+		send_problem(req, 503, "too-many-in-flight", "max_in_flight transactions are already running; retry shortly",
+		             NULL);
 		return;
 	}
-	const char *body = (const char *)evbuffer_pullup(in, (ssize_t)len);
-	if (!request_parse(body ? body : "", len, api->cfg, &treq, field, sizeof(field), err, sizeof(err))) {
-		json_t *x = json_object();
-		json_object_set_new(x, "field", json_string(field));
-		send_problem(req, 400, "invalid-request", "Invalid request", err, x);
+	if (!request_parse(body, len, api->cfg, &treq, field, sizeof(field), err, sizeof(err))) {
+		send_invalid(req, field, err);
 		return;
 	}
 	txn_begin(api->mgr, &treq, on_txn_reply, req);
@@ -204,7 +235,7 @@ static void handle_post_txn(HttpApi *api, struct evhttp_request *req)
 
 /* ---- GET ----------------------------------------------------------------- */
 
-static void handle_get_txn(HttpApi *api, struct evhttp_request *req, const char *idtext)
+static void handle_get_txn(HttpApi *api, HttpRequest *req, const char *idtext)
 {
 	uint64_t id;
 	static const char *const names[] = {
@@ -215,19 +246,16 @@ static void handle_get_txn(HttpApi *api, struct evhttp_request *req, const char 
 	};
 
 	if (!txn_id_parse(idtext, &id)) {
-		json_t *x = json_object();
-		json_object_set_new(x, "field", json_string("id"));
-		send_problem(req, 400, "invalid-request", "Invalid request",
-		             "a transaction id is 16 lowercase hexadecimal digits", x);
+		send_invalid(req, "id", "a transaction id is 16 lowercase hexadecimal digits");
 		return;
 	}
 	json_t *body = json_object();
 	json_object_set_new(body, "id", json_string(idtext));
 	json_object_set_new(body, "status", json_string(names[txnmgr_status(api->mgr, id)]));
-	send_json(req, 200, "OK", body, false);
+	send_json(req, 200, body, false);
 }
 
-static void handle_healthz(HttpApi *api, struct evhttp_request *req)
+static void handle_healthz(HttpApi *api, HttpRequest *req)
 {
 	json_t *body = json_object(), *parts = json_object();
 	bool all = true;
@@ -249,14 +277,14 @@ static void handle_healthz(HttpApi *api, struct evhttp_request *req)
 	json_object_set_new(body, "status", json_string(api->draining ? "draining" : all ? "ok" : "degraded"));
 	json_object_set_new(body, "in_flight", json_integer((json_int_t)txnmgr_in_flight(api->mgr)));
 	json_object_set_new(body, "participants", parts);
-	send_json(req, 200, "OK", body, false);
+	send_json(req, 200, body, false);
 }
 
 /* ---- POST /v1/sweep ------------------------------------------------------ */
 
 typedef struct SweepCall {
 	HttpApi *api;
-	struct evhttp_request *req;
+	HttpRequest *req;
 } SweepCall;
 
 static void on_sweep_done(const SweepReport *rep, void *arg)
@@ -284,11 +312,11 @@ static void on_sweep_done(const SweepReport *rep, void *arg)
 	json_object_set_new(body, "decisions_completed", json_integer((json_int_t)rep->decisions_completed));
 	json_object_set_new(body, "heuristic_hazards", json_integer((json_int_t)rep->heuristic_hazards));
 	json_object_set_new(body, "participants", parts);
-	send_json(call->req, 200, "OK", body, false);
+	send_json(call->req, 200, body, false);
 	free(call);
 }
 
-static void handle_sweep(HttpApi *api, struct evhttp_request *req)
+static void handle_sweep(HttpApi *api, HttpRequest *req)
 {
 	SweepCall *call = xcalloc(1, sizeof(*call));
 	call->api = api;
@@ -298,81 +326,103 @@ static void handle_sweep(HttpApi *api, struct evhttp_request *req)
 
 /* ---- routing --------------------------------------------------------------- */
 
-static void method_not_allowed(struct evhttp_request *req, const char *allow)
+static void method_not_allowed(HttpRequest *req, const char *allow)
 {
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
-	send_problem(req, 405, "method-not-allowed", "Method not allowed", "this path does not take that method", NULL);
+	char detail[128];
+
+	snprintf(detail, sizeof(detail), "%s takes %s only", http_request_path(req), allow);
+	http_response_header(req, "Allow", allow);
+	send_problem(req, 405, "method-not-allowed", detail, NULL);
 }
 
-static void on_request(struct evhttp_request *req, void *arg)
+/* Bearer tokens (RFC 6750), when auth_token_file is set. */
+static bool authorized(HttpApi *api, HttpRequest *req)
+{
+	const char *h;
+
+	if (api->auth == NULL)
+		return true;
+	h = http_request_header(req, "Authorization");
+	if (h != NULL && auth_check_header(api->auth, h))
+		return true;
+	http_response_header(req, "WWW-Authenticate", h == NULL ? "Bearer realm=\"twopcd\""
+	                                                        : "Bearer realm=\"twopcd\", error=\"invalid_token\"");
+	send_problem(req, 401, "unauthorized",
+	             h == NULL ? "this endpoint needs an Authorization: Bearer token"
+	                       : "the bearer token is not one of auth_token_file's",
+	             NULL);
+	log_info("http %s: 401 for %s %s (%s)", http_request_peer(req), http_request_method(req),
+	         http_request_path(req), h == NULL ? "no token" : "wrong token");
+	return false;
+}
+
+static void on_request(HttpRequest *req, void *arg)
 {
 	HttpApi *api = arg;
-	const char *uri = evhttp_request_get_uri(req);
-	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
-	char path[256];
-	size_t plen = strcspn(uri, "?#");
+	const char *path = http_request_path(req);
+	const char *method = http_request_method(req);
+	bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
 
-	if (plen >= sizeof(path)) {
-		send_problem(req, 404, "not-found", "Not found", "no such path", NULL);
+	if (strcmp(path, "/healthz") == 0) {
+		if (!get)
+			method_not_allowed(req, "GET");
+		else
+			handle_healthz(api, req);
 		return;
 	}
-	memcpy(path, uri, plen);
-	path[plen] = '\0';
-
+	if (!authorized(api, req))
+		return;
 	if (strcmp(path, "/v1/transactions") == 0) {
-		if (cmd != EVHTTP_REQ_POST)
+		if (!post)
 			method_not_allowed(req, "POST");
 		else
 			handle_post_txn(api, req);
 		return;
 	}
 	if (strncmp(path, "/v1/transactions/", 17) == 0) {
-		if (cmd != EVHTTP_REQ_GET)
+		if (!get)
 			method_not_allowed(req, "GET");
 		else
 			handle_get_txn(api, req, path + 17);
 		return;
 	}
 	if (strcmp(path, "/v1/sweep") == 0) {
-		if (cmd != EVHTTP_REQ_POST)
+		if (!post)
 			method_not_allowed(req, "POST");
 		else
 			handle_sweep(api, req);
 		return;
 	}
-	if (strcmp(path, "/healthz") == 0) {
-		if (cmd != EVHTTP_REQ_GET)
-			method_not_allowed(req, "GET");
-		else
-			handle_healthz(api, req);
-		return;
-	}
-	send_problem(req, 404, "not-found", "Not found", "no such path; see docs/API.md", NULL);
+	send_problem(req, 404, "not-found", "no such path; see docs/API.md", NULL);
 }
 
 HttpApi *http_api_start(struct event_base *base, const Config *cfg, TxnMgr *mgr, Sweeper *sweeper, char *err,
                         size_t errlen)
 {
 	HttpApi *api = xcalloc(1, sizeof(*api));
+	HttpServerConfig sc = {
+	    .host = cfg->listen_host,
+	    .port = cfg->listen_port,
+	    .max_connections = cfg->max_connections,
+	    .max_header_bytes = cfg->max_header_bytes,
+	    .max_body_bytes = cfg->max_body_bytes,
+	    .request_timeout_ms = cfg->http_request_timeout_ms,
+	    .idle_timeout_ms = cfg->http_idle_timeout_ms,
+	};
 
 	api->sweeper = sweeper;
-	api->base = base;
 	api->cfg = cfg;
 	api->mgr = mgr;
-	api->http = evhttp_new(base);
-	if (api->http == NULL) {
-		free(api);
-		errf(err, errlen, "cannot create the HTTP server");
-		return NULL;
+	if (cfg->auth_token_file != NULL) {
+		api->auth = auth_load(cfg->auth_token_file, err, errlen);
+		if (api->auth == NULL) {
+			free(api);
+			return NULL;
+		}
 	}
-	evhttp_set_max_body_size(api->http, (ev_ssize_t)cfg->max_body_bytes);
-	evhttp_set_max_headers_size(api->http, 16384);
-	evhttp_set_timeout(api->http, 60);
-	evhttp_set_gencb(api->http, on_request, api);
-	if (evhttp_bind_socket_with_handle(api->http, cfg->listen_host, (ev_uint16_t)cfg->listen_port) == NULL) {
-		errf(err, errlen, "cannot listen on %s:%d: %s", cfg->listen_host, cfg->listen_port,
-		     evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-		evhttp_free(api->http);
+	api->server = http_server_new(base, &sc, on_request, on_protocol_error, api, err, errlen);
+	if (api->server == NULL) {
+		auth_free(api->auth);
 		free(api);
 		return NULL;
 	}
@@ -388,6 +438,7 @@ void http_api_free(HttpApi *api)
 {
 	if (api == NULL)
 		return;
-	evhttp_free(api->http);
+	http_server_free(api->server);
+	auth_free(api->auth);
 	free(api);
 }
