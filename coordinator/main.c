@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 #include "config.h"
 #include "decision_log.h"
 #include "fault.h"
+#include "auth.h"
 #include "http_api.h"
 #include "log.h"
 #include "participant.h"
@@ -71,6 +73,28 @@ static void usage(FILE *out)
 	             "\n");
 	config_print_reference();
 	fprintf(out, "\nSee docs/ and README.md for the API and operations.\n");
+}
+
+/* Every HTTP connection and pool connection is a descriptor: take what the
+ * hard limit allows and say so if max_connections cannot fit. */
+static void raise_fd_limit(const Config *cfg)
+{
+	struct rlimit rl;
+	int64_t need = cfg->max_connections + 64;
+
+	for (size_t i = 0; i < cfg->nparticipants; i++)
+		need += cfg->participants[i].pool_size + 2;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur != RLIM_INFINITY && (int64_t)rl.rlim_cur < need)
+		log_warning("open-file limit is %llu but max_connections (%lld) and the pools need about %lld; "
+		            "raise LimitNOFILE / ulimit -n or lower max_connections",
+		            (unsigned long long)rl.rlim_cur, (long long)cfg->max_connections, (long long)need);
 }
 
 static int run_check(const Config *cfg)
@@ -173,6 +197,19 @@ int main(int argc, char **argv)
 	/* Result text is returned to clients as JSON: ask for UTF-8. */
 	setenv("PGCLIENTENCODING", "UTF8", 1);
 	setenv("PGAPPNAME", "twopcd", 0);
+	if (d.cfg.auth_token_file != NULL) {
+		/* A token file the daemon cannot use is a configuration error: say
+		 * so now, not after recovery ran. */
+		AuthTokens *a = auth_load(d.cfg.auth_token_file, err, sizeof(err));
+		if (a == NULL) {
+			fprintf(stderr, "twopcd: %s\n", err);
+			config_free(&d.cfg);
+			return 1;
+		}
+		if (check)
+			printf("auth: %zu bearer token(s) in %s\n", auth_count(a), d.cfg.auth_token_file);
+		auth_free(a);
+	}
 	if (check) {
 		rc = run_check(&d.cfg);
 		config_free(&d.cfg);
@@ -186,6 +223,7 @@ int main(int argc, char **argv)
 	if (fault_armed != FAULT_NONE)
 		log_warning("TWOPC_FAULT: fault point %s is armed (testing only)", fault_name(fault_armed));
 	signal(SIGPIPE, SIG_IGN);
+	raise_fd_limit(&d.cfg);
 
 	log_info("twopcd %s starting: coordinator %s, %zu participants, log %s", PACKAGE_VERSION, d.cfg.coord_id,
 	         d.cfg.nparticipants, d.cfg.log_dir);

@@ -681,6 +681,58 @@ done:
 	return ok;
 }
 
+bool tl_daemon_set(TlDaemon *d, const char *key, const char *value, char *err, size_t errlen)
+{
+	FILE *f = fopen(d->conf_path, "r");
+	char *text = NULL, *at;
+	size_t cap = 0, len = 0;
+	bool ok = false;
+
+	if (f == NULL) {
+		tl_seterr(err, errlen, "%s: %s", d->conf_path, strerror(errno));
+		return false;
+	}
+	for (;;) {
+		if (cap - len < 4096) {
+			char *n = realloc(text, cap += 65536);
+			if (n == NULL)
+				goto done;
+			text = n;
+		}
+		size_t r = fread(text + len, 1, cap - len - 1, f);
+		if (r == 0)
+			break;
+		len += r;
+	}
+	text[len] = '\0';
+	fclose(f);
+	f = NULL;
+	at = strstr(text, "[coordinator]\n");
+	if (at == NULL) {
+		tl_seterr(err, errlen, "%s: no [coordinator] section", d->conf_path);
+		goto done;
+	}
+	at += strlen("[coordinator]\n");
+	f = fopen(d->conf_path, "w");
+	if (f == NULL) {
+		tl_seterr(err, errlen, "%s: %s", d->conf_path, strerror(errno));
+		goto done;
+	}
+	fwrite(text, 1, (size_t)(at - text), f);
+	fprintf(f, "%s = %s\n", key, value);
+	fputs(at, f);
+	ok = !ferror(f);
+	if (!ok)
+		tl_seterr(err, errlen, "%s: write error", d->conf_path);
+done:
+	if (f != NULL && fclose(f) != 0 && ok) {
+		tl_seterr(err, errlen, "%s: %s", d->conf_path, strerror(errno));
+		ok = false;
+	}
+	free(text);
+	return ok;
+}
+
 static bool tl_daemon_spawn(TlDaemon *d, const char *fault, char *err, size_t errlen)
 {
 	pid_t parent = getpid();

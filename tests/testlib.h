@@ -127,6 +127,10 @@ bool tl_pg_gid_prepared(const TlCluster *c, const char *gid, bool *out, char *er
  * TAG names the stderr log file. Does not start anything. */
 bool tl_daemon_configure(TlDaemon *d, const TlEnv *env, const char *log_dir, const char *tag,
 			 char *err, size_t errlen) TL_WUR;
+/* Adds "KEY = VALUE" to the [coordinator] section of the daemon's config
+ * (a key set twice is an error in twopcd: set each key once). Takes
+ * effect at the next start. */
+bool tl_daemon_set(TlDaemon *d, const char *key, const char *value, char *err, size_t errlen) TL_WUR;
 /* fork/exec twopcd (FAULT, if not NULL, goes into TWOPC_FAULT), then waits
  * until GET /healthz answers 200. On timeout it prints the log tail. */
 bool tl_daemon_start(TlDaemon *d, const char *fault, char *err, size_t errlen) TL_WUR;
