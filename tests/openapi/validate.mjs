@@ -40,8 +40,9 @@ function templateRegex(template) {
 
 const isJsonMedia = (mt) => mt === "application/json" || /^application\/[^;]*\+json$/.test(mt);
 
+// A value on one line, cut at N characters (strings quoted, newlines escaped).
 const short = (v, n = 300) => {
-	const s = typeof v === "string" ? v : JSON.stringify(v);
+	const s = JSON.stringify(v);
 	return s === undefined ? String(v) : s.length > n ? `${s.slice(0, n)}...` : s;
 };
 
