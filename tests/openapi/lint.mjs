@@ -9,9 +9,12 @@
 //     whole document, path parameters declared, operationIds unique);
 //  3. our own: every schema compiles under ajv 2020-12 in strict mode (no
 //     unknown keywords, no type mistakes), every example validates against
-//     its schema, every problem kind used under status S pins status S, and
-//     every operation that needs authentication documents 401.
+//     its schema, every problem kind used under status S pins status S,
+//     every operation that needs authentication documents 401, and the JSON
+//     examples of docs/API.md and README.md (```json and ```http blocks that
+//     parse) validate against the schema of what they show.
 
+import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { dirname, resolve } from "node:path";
 import { Validator } from "@seriousme/openapi-schema-validator";
@@ -139,6 +142,68 @@ export function ownChecks(doc) {
 	return errors;
 }
 
+// Which schema a documentation example shows, by its members; null if none.
+function schemaForExample(doc, v) {
+	if (v === null || typeof v !== "object" || Array.isArray(v)) return null;
+	const schemas = doc.components.schemas;
+	if (typeof v.type === "string" && v.type.startsWith("https://twopc.dev/problems/")) {
+		const name = Object.keys(schemas).find((n) => schemas[n]?.properties?.type?.const === v.type);
+		return name ?? `(no schema for problem type ${v.type})`;
+	}
+	if (v.outcome === "committed") return "TransactionCommitted";
+	if ("sweep" in v) return "SweepReport";
+	if ("in_flight" in v) return "Health";
+	if ("branches" in v) return "TransactionRequest";
+	if (Object.keys(v).sort().join(",") === "id,status") return "TransactionStatus";
+	return null;
+}
+
+// The JSON examples of a Markdown file that parse: [line, value, http status or null].
+function markdownExamples(text) {
+	const out = [];
+	const re = /^```(json|http)\n([\s\S]*?)^```$/gm;
+	let m;
+	while ((m = re.exec(text)) !== null) {
+		const line = text.slice(0, m.index).split("\n").length;
+		let body = m[2];
+		let status = null;
+		if (m[1] === "http") {
+			const st = /^HTTP\/1\.1 (\d{3})/.exec(body);
+			status = st ? Number(st[1]) : null;
+			const blank = body.indexOf("\n\n");
+			body = blank < 0 ? "" : body.slice(blank + 2);
+		}
+		try {
+			out.push([line, JSON.parse(body), status]);
+		} catch {
+			// A shape with placeholders (<participant>, ...), not an example.
+		}
+	}
+	return out;
+}
+
+export function docExampleChecks(doc, files) {
+	const errors = [];
+	let count = 0;
+	const compile = makeCompiler(doc);
+	for (const file of files) {
+		if (!existsSync(file)) continue;
+		for (const [line, value, status] of markdownExamples(readFileSync(file, "utf8"))) {
+			const name = schemaForExample(doc, value);
+			if (name === null || name.startsWith("(")) {
+				errors.push(`${file}:${line}: ${name ?? "an example of no known shape"}`);
+				continue;
+			}
+			count++;
+			const fn = compile({ $ref: `#/components/schemas/${name}` }, `${file}:${line}`);
+			if (!fn(value)) errors.push(`${file}:${line}: not a valid ${name}: ${formatErrors(fn.errors).join("; ")}`);
+			if (status !== null && typeof value.status === "number" && value.status !== status)
+				errors.push(`${file}:${line}: HTTP ${status} with a body saying status ${value.status}`);
+		}
+	}
+	return { errors, count };
+}
+
 // Runs all three; returns { ok, lines } where lines say what each found.
 export async function lint(specPath) {
 	const { doc } = loadSpec(specPath);
@@ -164,8 +229,11 @@ export async function lint(specPath) {
 	}
 
 	const own = ownChecks(doc);
+	const docs = [resolve(dirname(specPath), "API.md"), resolve(dirname(specPath), "../README.md")];
+	const ex = docExampleChecks(doc, docs);
+	own.push(...ex.errors);
 	if (own.length === 0) {
-		lines.push("lint: strict ajv 2020-12 compile, examples, statuses, 401s: all good");
+		lines.push(`lint: strict ajv 2020-12 compile, examples, statuses, 401s, ${ex.count} examples in API.md and README.md: all good`);
 	} else {
 		ok = false;
 		lines.push(`lint: ${own.length} problem(s):`, ...own.map((e) => `  ${e}`));
