@@ -210,7 +210,7 @@ export class TraceValidator {
 // Known-bad responses that the validator must reject, each for the reason
 // given; and one known-good response it must accept. Proves that the check
 // can fail. Returns a list of problems (empty: the validator works).
-export const SELF_TEST_CASES = 8;
+export const SELF_TEST_CASES = 10;
 
 export function selfTest(validator) {
 	const problem = (slug, status, extra = {}) => ({
@@ -284,6 +284,22 @@ export function selfTest(validator) {
 			line: {
 				method: "POST", path: "/v1/transactions", status: 409, content_type: "application/problem+json", headers: pj,
 				body: problem("timeout", 409, { id: "0006610542119055", outcome: "aborted" }),
+			},
+		},
+		{
+			why: "a 409 idempotency-key-in-use without Retry-After",
+			want: "header Retry-After is missing (required with https://twopc.dev/problems/idempotency-key-in-use)",
+			line: {
+				method: "POST", path: "/v1/transactions", status: 409, content_type: "application/problem+json", headers: pj,
+				body: problem("idempotency-key-in-use", 409),
+			},
+		},
+		{
+			why: "a 401 without WWW-Authenticate",
+			want: "header WWW-Authenticate is missing",
+			line: {
+				method: "GET", path: "/v1/transactions/0006610542119053", status: 401, content_type: "application/problem+json", headers: pj,
+				body: problem("unauthorized", 401),
 			},
 		},
 	];
