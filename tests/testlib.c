@@ -8,7 +8,7 @@
  * strings prepared in advance.
  */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE 1 /* pipe2, memmem, strcasestr */
+#define _GNU_SOURCE 1 /* pipe2, memmem, strcasestr, program_invocation_short_name */
 #endif
 #include "testlib.h"
 
@@ -1132,6 +1132,9 @@ void tl_http_trace(const char *method, const char *path, const TlHttpResponse *r
 		return;
 	o = json_object();
 	h = json_object();
+	/* Which test program got it, so a failure of the OpenAPI check can be
+	 * traced back to the test that made the request. */
+	json_object_set_new(o, "program", json_string(program_invocation_short_name));
 	json_object_set_new(o, "method", json_string(method));
 	json_object_set_new(o, "path", json_string(path));
 	json_object_set_new(o, "status", json_integer(resp->status));

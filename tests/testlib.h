@@ -167,9 +167,10 @@ bool tl_http_request_h(int port, const char *method, const char *path, const cha
  * NULL when the response has no such header. */
 const char *tl_http_header(const TlHttpResponse *resp, const char *name, char *buf, size_t len);
 /* Appends one JSON line describing a response to the file named by the
- * environment variable TWOPC_API_TRACE, if set: {"method", "path",
- * "status", "content_type", "headers" {lowercase name: value}, "body" (the
- * parsed JSON or null), "raw_body" (when not JSON)}. tl_http_request*()
+ * environment variable TWOPC_API_TRACE, if set: {"program" (the test
+ * program's name), "method", "path", "status", "content_type", "headers"
+ * {lowercase name: value}, "body" (the parsed JSON or null), "raw_body"
+ * (when not JSON)}. tl_http_request*()
  * call it for every response; tests that speak raw HTTP call it themselves.
  * The OpenAPI check validates these lines against docs/openapi.yaml. */
 void tl_http_trace(const char *method, const char *path, const TlHttpResponse *resp);
