@@ -1,6 +1,7 @@
 /*
- * decision_log: framing, replay, the group-commit log thread and segment
- * compaction. See decision_log.h for the format and the guarantees.
+ * decision_log: replay, the group-commit log thread, segment compaction
+ * and the remembered Idempotency-Keys. See decision_log.h for the
+ * guarantees; the frames are encoded and decoded in dlog_codec.c.
  *
  * Threads: the event loop calls dlog_append_* (which only copy bytes into
  * the pending buffer under the mutex) and receives completions through an
@@ -26,240 +27,9 @@
 
 #include <event2/event.h>
 
-#include "crc32c.h"
 #include "fault.h"
 #include "gid.h"
 #include "log.h"
-
-/* ---- encoding ---------------------------------------------------------- */
-
-static void put_u16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint16_t get_u16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-/* COMMIT payload: u64 txn | i64 wall_ms | u8 flags | u16 n | n * (u16 index, u8 len, name) */
-static size_t payload_size(const DlogRecord *rec)
-{
-	size_t n;
-	switch (rec->type) {
-	case DLOG_COMMIT:
-		n = 8 + 8 + 1 + 2;
-		for (uint16_t i = 0; i < rec->nbranches; i++)
-			n += 2 + 1 + strlen(rec->branches[i].name);
-		return n;
-	case DLOG_DONE:
-		return 8;
-	case DLOG_HEURISTIC:
-		return 8 + 8 + 1 + 1 + strlen(rec->branches[0].name) + 1 + strlen(rec->gid);
-	}
-	return 0;
-}
-
-size_t dlog_encoded_size(const DlogRecord *rec)
-{
-	return DLOG_FRAME_HEADER + payload_size(rec);
-}
-
-size_t dlog_encode(const DlogRecord *rec, uint8_t *buf)
-{
-	size_t plen = payload_size(rec);
-
-	if (plen > DLOG_MAX_PAYLOAD)
-		log_fatal("decision log: a %zu-byte record exceeds the %d-byte frame limit", plen, DLOG_MAX_PAYLOAD);
-	uint8_t *p = buf + DLOG_FRAME_HEADER;
-
-	buf[8] = (uint8_t)rec->type;
-	put_u64(p, rec->txn_id);
-	p += 8;
-	if (rec->type == DLOG_COMMIT) {
-		put_u64(p, (uint64_t)rec->wall_ms);
-		p += 8;
-		*p++ = 0; /* flags: reserved for optional sections */
-		put_u16(p, rec->nbranches);
-		p += 2;
-		for (uint16_t i = 0; i < rec->nbranches; i++) {
-			size_t l = strlen(rec->branches[i].name);
-			put_u16(p, rec->branches[i].index);
-			p += 2;
-			*p++ = (uint8_t)l;
-			memcpy(p, rec->branches[i].name, l);
-			p += l;
-		}
-	}
-	if (rec->type == DLOG_HEURISTIC) {
-		size_t nl = strlen(rec->branches[0].name), gl = strlen(rec->gid);
-		put_u64(p, (uint64_t)rec->wall_ms);
-		p += 8;
-		*p++ = rec->heuristic_commit ? 1 : 2;
-		*p++ = (uint8_t)nl;
-		memcpy(p, rec->branches[0].name, nl);
-		p += nl;
-		*p++ = (uint8_t)gl;
-		memcpy(p, rec->gid, gl);
-		p += gl;
-	}
-	put_u32(buf, (uint32_t)plen);
-	put_u32(buf + 4, crc32c(0, buf + 8, plen + 1));
-	return DLOG_FRAME_HEADER + plen;
-}
-
-DlogDecode dlog_decode(const uint8_t *buf, size_t len, DlogRecord *out, size_t *frame_len, char *err, size_t errlen)
-{
-	uint32_t plen, crc;
-	const uint8_t *p, *end;
-
-	memset(out, 0, sizeof(*out));
-	if (len < DLOG_FRAME_HEADER) {
-		errf(err, errlen, "frame header cut short (%zu of %d bytes)", len, DLOG_FRAME_HEADER);
-		return DLOG_DEC_SHORT;
-	}
-	plen = get_u32(buf);
-	if (plen > DLOG_MAX_PAYLOAD) {
-		errf(err, errlen, "impossible payload length %u", plen);
-		return DLOG_DEC_BAD;
-	}
-	if (len - DLOG_FRAME_HEADER < plen) {
-		errf(err, errlen, "frame cut short (%zu of %u payload bytes)", len - DLOG_FRAME_HEADER, plen);
-		return DLOG_DEC_SHORT;
-	}
-	crc = get_u32(buf + 4);
-	if (crc32c(0, buf + 8, (size_t)plen + 1) != crc) {
-		errf(err, errlen, "checksum mismatch");
-		return DLOG_DEC_BAD;
-	}
-	*frame_len = DLOG_FRAME_HEADER + plen;
-	p = buf + DLOG_FRAME_HEADER;
-	end = p + plen;
-	out->type = (DlogType)buf[8];
-	switch (buf[8]) {
-	case DLOG_DONE:
-		if (plen != 8)
-			goto bad_payload;
-		out->txn_id = get_u64(p);
-		return DLOG_DEC_OK;
-	case DLOG_COMMIT:
-		if (plen < 19)
-			goto bad_payload;
-		out->txn_id = get_u64(p);
-		out->wall_ms = (int64_t)get_u64(p + 8);
-		/* p[16] is the flags byte; no optional sections are defined yet. */
-		if (p[16] != 0)
-			goto bad_payload;
-		out->nbranches = get_u16(p + 17);
-		p += 19;
-		if (out->nbranches == 0 || out->nbranches > 1024)
-			goto bad_payload;
-		out->branches = xcalloc(out->nbranches, sizeof(DlogBranchRef));
-		for (uint16_t i = 0; i < out->nbranches; i++) {
-			size_t l;
-			if (end - p < 3)
-				goto bad_payload;
-			out->branches[i].index = get_u16(p);
-			l = p[2];
-			p += 3;
-			/* A name with a NUL byte is no name dlog_encode wrote
-			 * (it would read back cut short). */
-			if (l == 0 || l > DLOG_NAME_MAX || (size_t)(end - p) < l || memchr(p, '\0', l) != NULL)
-				goto bad_payload;
-			memcpy(out->branches[i].name, p, l);
-			out->branches[i].name[l] = '\0';
-			p += l;
-		}
-		if (p != end)
-			goto bad_payload;
-		return DLOG_DEC_OK;
-	case DLOG_HEURISTIC: {
-		size_t nl, gl;
-		if (plen < 8 + 8 + 1 + 1 + 1 + 1 + 1)
-			goto bad_payload;
-		out->txn_id = get_u64(p);
-		out->wall_ms = (int64_t)get_u64(p + 8);
-		if (p[16] != 1 && p[16] != 2)
-			goto bad_payload;
-		out->heuristic_commit = p[16] == 1;
-		nl = p[17];
-		p += 18;
-		if (nl == 0 || nl > DLOG_NAME_MAX || (size_t)(end - p) < nl + 1 || memchr(p, '\0', nl) != NULL)
-			goto bad_payload;
-		out->nbranches = 1;
-		out->branches = xcalloc(1, sizeof(DlogBranchRef));
-		memcpy(out->branches[0].name, p, nl);
-		p += nl;
-		gl = *p++;
-		if (gl == 0 || gl > DLOG_GID_MAX || (size_t)(end - p) != gl || memchr(p, '\0', gl) != NULL)
-			goto bad_payload;
-		memcpy(out->gid, p, gl);
-		out->gid[gl] = '\0';
-		return DLOG_DEC_OK;
-	}
-	default:
-		errf(err, errlen, "unknown record type %u", buf[8]);
-		return DLOG_DEC_BAD;
-	}
-bad_payload:
-	dlog_record_clear(out);
-	errf(err, errlen, "malformed payload of a type-%u record", buf[8]);
-	return DLOG_DEC_BAD;
-}
-
-void dlog_record_clear(DlogRecord *rec)
-{
-	free(rec->branches);
-	memset(rec, 0, sizeof(*rec));
-}
-
-DlogRecord *dlog_record_copy(const DlogRecord *rec)
-{
-	DlogRecord *c = xmalloc(sizeof(*c));
-	*c = *rec;
-	if (rec->nbranches > 0) {
-		c->branches = xmalloc(rec->nbranches * sizeof(DlogBranchRef));
-		memcpy(c->branches, rec->branches, rec->nbranches * sizeof(DlogBranchRef));
-	} else {
-		c->branches = NULL;
-	}
-	return c;
-}
-
-void dlog_record_free(DlogRecord *rec)
-{
-	if (rec != NULL) {
-		free(rec->branches);
-		free(rec);
-	}
-}
 
 /* ---- the log object ---------------------------------------------------- */
 
@@ -271,10 +41,11 @@ typedef enum CompletionKind {
 typedef struct Completion {
 	DlogDoneFn fn;
 	void *arg;
-	DlogRecord *rec; /* the COMMIT/HEURISTIC, handed to the live tables on completion */
+	DlogRecord *rec; /* the COMMIT/HEURISTIC/IDEM, handed to the live tables on completion */
 	uint64_t seg;    /* set by the log thread: where the record landed */
 	CompletionKind kind;
 	uint64_t old_seg; /* COMP_CARRIED: the segment it was copied from */
+	uint32_t bytes;   /* the record's frame size (set by append) */
 } Completion;
 
 typedef struct CompVec {
@@ -289,25 +60,52 @@ typedef struct ByteBuf {
 
 typedef struct Segment {
 	uint64_t seq;
-	uint64_t live; /* COMMITs in this segment without a DONE */
+	uint64_t live;       /* records here the log still needs: COMMITs and HEURISTICs
+	                        without DONE, finished transactions' unexpired keys */
+	uint64_t bytes;      /* the file's size */
+	uint64_t live_bytes; /* the frames of those records: the rest is garbage */
 } Segment;
 
+/* An entry of the live tables: the record the log still needs, and the
+ * segment whose file holds the copy that counts. */
 typedef struct LiveCommit {
 	DlogRecord *rec;
 	uint64_t seg;
+	uint32_t bytes;        /* the size of that copy's frame (for the segment's live_bytes) */
 	bool carrying;         /* a copy is on its way to the active segment */
 	bool done_after_carry; /* a DONE arrived meanwhile: write it after the copy */
+	int64_t expires_ms;    /* idem table: when the key is forgotten (wall clock) */
 } LiveCommit;
+
+/* The idem table's entries by expiry, earliest first: a binary min-heap.
+ * Keys are added in roughly wall_ms order, but not exactly (a transaction
+ * stuck in phase 2 finishes late; the wall clock can step back), and a
+ * FIFO would then keep some keys past their expiry. Entries are not removed
+ * from the heap when they leave the table; a popped entry whose key is gone
+ * is skipped. */
+typedef struct Expiry {
+	int64_t at;
+	uint64_t txn;
+} Expiry;
+
+typedef struct ExpiryHeap {
+	Expiry *v;
+	size_t n, cap;
+} ExpiryHeap;
 
 /* Records in a segment more than this many segments behind the active one
  * are copied forward, so one stuck transaction does not pin the log. */
 #define CARRY_AFTER_SEGMENTS 4
+
+/* dlog_open_readonly: keys never expire. */
+#define TTL_FOREVER INT64_MAX
 
 struct Dlog {
 	char *dir;
 	int dirfd;
 	int lockfd;
 	int64_t seg_bytes;
+	int64_t idem_ttl_ms;
 
 	/* Log thread only (after dlog_start). */
 	int fd;
@@ -321,6 +119,7 @@ struct Dlog {
 	ByteBuf pending;
 	CompVec pending_comp;
 	bool pending_sync; /* the pending batch holds a record that must be fsync'ed */
+	bool want_compact; /* the oldest segment's last live record went: remove segments */
 	CompVec done_comp;
 	Segment *segs;
 	size_t nsegs, segcap;
@@ -337,6 +136,8 @@ struct Dlog {
 	/* Event loop only. */
 	IdMap live; /* txn id -> LiveCommit of its COMMIT */
 	IdMap heur; /* txn id -> LiveCommit of its HEURISTIC */
+	IdMap idem; /* txn id -> LiveCommit of a finished transaction's key (an IDEM record) */
+	ExpiryHeap expiry; /* the idem table by expiry */
 	size_t carry_pending;
 };
 
@@ -360,6 +161,40 @@ static void bytebuf_reserve(ByteBuf *b, size_t extra)
 	}
 }
 
+static void heap_push(ExpiryHeap *h, int64_t at, uint64_t txn)
+{
+	size_t i;
+
+	if (h->n == h->cap) {
+		h->cap = h->cap ? h->cap * 2 : 64;
+		h->v = xrealloc(h->v, h->cap * sizeof(Expiry));
+	}
+	for (i = h->n++; i > 0 && h->v[(i - 1) / 2].at > at; i = (i - 1) / 2)
+		h->v[i] = h->v[(i - 1) / 2];
+	h->v[i] = (Expiry){at, txn};
+}
+
+static Expiry heap_pop(ExpiryHeap *h)
+{
+	Expiry top = h->v[0], last = h->v[--h->n];
+	size_t i = 0;
+
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= h->n)
+			break;
+		if (c + 1 < h->n && h->v[c + 1].at < h->v[c].at)
+			c++;
+		if (h->v[c].at >= last.at)
+			break;
+		h->v[i] = h->v[c];
+		i = c;
+	}
+	if (h->n > 0)
+		h->v[i] = last;
+	return top;
+}
+
 static Segment *seg_find(Dlog *log, uint64_t seq)
 {
 	for (size_t i = 0; i < log->nsegs; i++) {
@@ -375,8 +210,7 @@ static void seg_add(Dlog *log, uint64_t seq)
 		log->segcap = log->segcap ? log->segcap * 2 : 16;
 		log->segs = xrealloc(log->segs, log->segcap * sizeof(Segment));
 	}
-	log->segs[log->nsegs].seq = seq;
-	log->segs[log->nsegs].live = 0;
+	log->segs[log->nsegs] = (Segment){.seq = seq};
 	log->nsegs++;
 }
 
@@ -395,30 +229,57 @@ static bool seg_name_parse(const char *name, uint64_t *seq)
 	return txn_id_parse(hex, seq);
 }
 
-static void seg_dec(Dlog *log, uint64_t seq)
+/* A record of `bytes` in segment seq is needed. Replay and synchronous
+ * appends only (the log thread counts what it writes itself). */
+static void seg_inc(Dlog *log, uint64_t seq, uint32_t bytes)
+{
+	Segment *s = seg_find(log, seq);
+	s->live++;
+	s->live_bytes += bytes;
+}
+
+/* A record of `bytes` in segment seq is no longer needed. When that was
+ * the oldest segment's last one, the log thread is asked to remove
+ * segments: nothing else may be written for a while (an idle daemon whose
+ * keys expire), and the file should not wait for the next write. */
+static void seg_dec(Dlog *log, uint64_t seq, uint32_t bytes)
 {
 	if (log->started)
 		pthread_mutex_lock(&log->mu);
 	Segment *s = seg_find(log, seq);
-	if (s != NULL && s->live > 0)
+	if (s != NULL && s->live > 0) {
 		s->live--;
+		s->live_bytes -= bytes < s->live_bytes ? bytes : s->live_bytes;
+		if (s->live == 0 && s == &log->segs[0] && log->started) {
+			log->want_compact = true;
+			pthread_cond_signal(&log->cv);
+		}
+	}
 	if (log->started)
 		pthread_mutex_unlock(&log->mu);
 }
 
 static IdMap *map_for(Dlog *log, DlogType type)
 {
-	return type == DLOG_HEURISTIC ? &log->heur : &log->live;
+	switch (type) {
+	case DLOG_HEURISTIC:
+		return &log->heur;
+	case DLOG_IDEM:
+		return &log->idem;
+	default:
+		return &log->live;
+	}
 }
 
-/* Makes rec (landed in seg) the live record of its transaction. A second
- * copy (carried forward) replaces the first, whose segment count drops. */
-static void live_add(Dlog *log, DlogRecord *rec, uint64_t seg)
+/* Makes rec (landed in seg, `bytes` long) the live record of its
+ * transaction. A second copy (carried forward) replaces the first, whose
+ * segment count drops. */
+static LiveCommit *live_add(Dlog *log, DlogRecord *rec, uint64_t seg, uint32_t bytes)
 {
 	IdMap *m = map_for(log, rec->type);
 	LiveCommit *lc = idmap_get(m, rec->txn_id);
 	if (lc != NULL) {
-		seg_dec(log, lc->seg);
+		seg_dec(log, lc->seg, lc->bytes);
 		dlog_record_free(lc->rec);
 	} else {
 		lc = xcalloc(1, sizeof(*lc));
@@ -426,15 +287,110 @@ static void live_add(Dlog *log, DlogRecord *rec, uint64_t seg)
 	}
 	lc->rec = rec;
 	lc->seg = seg;
+	lc->bytes = bytes;
+	return lc;
 }
 
 static void live_remove(Dlog *log, IdMap *m, uint64_t txn_id)
 {
 	LiveCommit *lc = idmap_del(m, txn_id);
 	if (lc != NULL) {
-		seg_dec(log, lc->seg);
+		seg_dec(log, lc->seg, lc->bytes);
 		dlog_record_free(lc->rec);
 		free(lc);
+	}
+}
+
+/* ---- idempotency keys -------------------------------------------------- */
+
+/* When the key of a COMMIT taken at wall_ms is forgotten (saturating: the
+ * read-only ttl is "forever"). */
+static int64_t idem_expiry(const Dlog *log, int64_t wall_ms)
+{
+	if (log->idem_ttl_ms >= TTL_FOREVER - (wall_ms > 0 ? wall_ms : 0))
+		return TTL_FOREVER;
+	return wall_ms + log->idem_ttl_ms;
+}
+
+static void idem_count(Dlog *log, int64_t keys, uint64_t expired)
+{
+	pthread_mutex_lock(&log->mu);
+	log->stats.idem_keys = (uint64_t)((int64_t)log->stats.idem_keys + keys);
+	log->stats.idem_expired += expired;
+	pthread_mutex_unlock(&log->mu);
+}
+
+/* Makes rec (an IDEM record, landed in seg) the remembered key of its
+ * finished transaction, or forgets it at once if it has expired by now. */
+static void idem_add(Dlog *log, DlogRecord *rec, uint64_t seg, uint32_t bytes, int64_t now)
+{
+	int64_t at = idem_expiry(log, rec->wall_ms);
+	LiveCommit *old = idmap_get(&log->idem, rec->txn_id);
+	bool push = old == NULL || at < old->expires_ms;
+
+	if (at <= now) {
+		seg_dec(log, seg, bytes);
+		dlog_record_free(rec);
+		idem_count(log, 0, 1);
+		return;
+	}
+	if (old == NULL)
+		idem_count(log, 1, 0);
+	LiveCommit *lc = live_add(log, rec, seg, bytes);
+	lc->expires_ms = at;
+	if (push)
+		heap_push(&log->expiry, at, rec->txn_id);
+}
+
+/* Transaction txn is finished (its DONE): its COMMIT leaves the live
+ * table. If it carries a key that has not expired, the key stays
+ * remembered, in the same segment (which therefore stays), as an IDEM
+ * record in memory: the branches are no longer needed, and an IDEM is what
+ * carry-forward writes. */
+static void commit_finished(Dlog *log, uint64_t txn, int64_t now)
+{
+	LiveCommit *lc = idmap_get(&log->live, txn);
+	DlogRecord *rec;
+
+	if (lc == NULL)
+		return;
+	if (lc->rec->idem == NULL) {
+		live_remove(log, &log->live, txn);
+		return;
+	}
+	idmap_del(&log->live, txn);
+	rec = lc->rec;
+	free(rec->branches);
+	rec->branches = NULL;
+	rec->nbranches = 0;
+	rec->type = DLOG_IDEM;
+	idem_add(log, rec, lc->seg, lc->bytes, now);
+	free(lc);
+}
+
+/* Replay and synchronous appends: the effect of one record, `bytes` long,
+ * in segment seq, on the live tables. */
+static void apply_record(Dlog *log, const DlogRecord *rec, uint64_t seq, uint32_t bytes, int64_t now)
+{
+	switch (rec->type) {
+	case DLOG_COMMIT:
+	case DLOG_HEURISTIC:
+		seg_inc(log, seq, bytes);
+		live_add(log, dlog_record_copy(rec), seq, bytes);
+		break;
+	case DLOG_DONE:
+		commit_finished(log, rec->txn_id, now);
+		live_remove(log, &log->heur, rec->txn_id);
+		break;
+	case DLOG_IDEM:
+		/* Written only for a finished transaction, after its DONE. Should
+		 * its COMMIT still be live, that COMMIT (which has the same key)
+		 * is what counts: a decision is never dropped on an IDEM's word. */
+		if (idmap_contains(&log->live, rec->txn_id))
+			break;
+		seg_inc(log, seq, bytes);
+		idem_add(log, dlog_record_copy(rec), seq, bytes, now);
+		break;
 	}
 }
 
@@ -571,15 +527,10 @@ done:
 static bool valid_frame_after(const uint8_t *buf, size_t from, size_t len)
 {
 	for (size_t p = from; p + DLOG_FRAME_HEADER <= len; p++) {
-		uint32_t plen = get_u32(buf + p);
-		uint8_t type = buf[p + 8];
 		DlogRecord rec;
 		size_t flen;
 
-		if (plen > len - p - DLOG_FRAME_HEADER || plen > DLOG_MAX_PAYLOAD)
-			continue;
-		if (!((type == DLOG_DONE && plen == 8) ||
-		      ((type == DLOG_COMMIT || type == DLOG_HEURISTIC) && plen >= 19)))
+		if (!dlog_frame_plausible(buf + p, len - p))
 			continue;
 		if (dlog_decode(buf + p, len - p, &rec, &flen, NULL, 0) == DLOG_DEC_OK) {
 			dlog_record_clear(&rec);
@@ -590,7 +541,7 @@ static bool valid_frame_after(const uint8_t *buf, size_t from, size_t len)
 }
 
 /* Replays one segment into the live table. `last` allows a torn tail. */
-static bool replay_segment(Dlog *log, uint64_t seq, bool last, DlogLoadStats *st, char *err, size_t errlen)
+static bool replay_segment(Dlog *log, uint64_t seq, bool last, int64_t now, DlogLoadStats *st, char *err, size_t errlen)
 {
 	char name[32], why[128];
 	uint8_t *buf;
@@ -643,16 +594,11 @@ static bool replay_segment(Dlog *log, uint64_t seq, bool last, DlogLoadStats *st
 		st->records++;
 		if (rec.txn_id > st->max_txn_id)
 			st->max_txn_id = rec.txn_id;
-		if (rec.type == DLOG_COMMIT || rec.type == DLOG_HEURISTIC) {
-			seg_find(log, seq)->live++;
-			live_add(log, dlog_record_copy(&rec), seq);
-		} else if (rec.type == DLOG_DONE) {
-			live_remove(log, &log->live, rec.txn_id);
-			live_remove(log, &log->heur, rec.txn_id);
-		}
+		apply_record(log, &rec, seq, (uint32_t)flen, now);
 		dlog_record_clear(&rec);
 		off += flen;
 	}
+	seg_find(log, seq)->bytes = off;
 	if (!log->readonly) {
 		/* What replay read may still be only in the page cache (a crash
 		 * between write and fdatasync): make it durable before recovery
@@ -741,6 +687,8 @@ static Dlog *dlog_alloc(const char *dir, bool readonly)
 	pthread_cond_init(&log->cv, NULL);
 	idmap_init(&log->live);
 	idmap_init(&log->heur);
+	idmap_init(&log->idem);
+	log->idem_ttl_ms = TTL_FOREVER;
 	return log;
 }
 
@@ -751,6 +699,7 @@ static bool dlog_load(Dlog *log, DlogLoadStats *st, uint64_t *last_seq, char *er
 	uint64_t *seqs = NULL;
 	size_t nseqs = 0;
 	bool ok = false;
+	int64_t now = now_wall_ms(); /* one instant for every key's expiry */
 
 	memset(st, 0, sizeof(*st));
 	log->dirfd = open(log->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -763,12 +712,19 @@ static bool dlog_load(Dlog *log, DlogLoadStats *st, uint64_t *last_seq, char *er
 	if (!list_segments(log, &seqs, &nseqs, err, errlen))
 		goto done;
 	for (size_t i = 0; i < nseqs; i++) {
-		if (!replay_segment(log, seqs[i], i + 1 == nseqs, st, err, errlen))
+		if (!replay_segment(log, seqs[i], i + 1 == nseqs, now, st, err, errlen))
 			goto done;
 	}
 	st->segments = nseqs;
 	st->live_commits = log->live.count;
 	st->live_heuristics = log->heur.count;
+	st->idem_keys = log->idem.count;
+	st->idem_expired = log->stats.idem_expired;
+	size_t pos = 0;
+	uint64_t txn;
+	void *val;
+	while (idmap_next(&log->live, &pos, &txn, &val))
+		st->live_keyed += ((LiveCommit *)val)->rec->idem != NULL;
 	*last_seq = nseqs ? seqs[nseqs - 1] : 0;
 	ok = true;
 done:
@@ -776,13 +732,15 @@ done:
 	return ok;
 }
 
-bool dlog_open(const char *dir, int64_t segment_bytes, Dlog **out, DlogLoadStats *st, char *err, size_t errlen)
+bool dlog_open(const char *dir, int64_t segment_bytes, int64_t idem_ttl_ms, Dlog **out, DlogLoadStats *st, char *err,
+               size_t errlen)
 {
 	Dlog *log = dlog_alloc(dir, false);
 	uint64_t last = 0;
 	bool ok = false;
 
 	log->seg_bytes = segment_bytes;
+	log->idem_ttl_ms = idem_ttl_ms > 0 ? idem_ttl_ms : 0;
 	memset(st, 0, sizeof(*st));
 	if (!mkdir_p(dir, err, errlen) || !dlog_load(log, st, &last, err, errlen))
 		goto done;
@@ -874,10 +832,17 @@ static void *log_thread_main(void *arg)
 
 	pthread_mutex_lock(&log->mu);
 	for (;;) {
-		while (log->pending.n == 0 && !log->stop)
+		while (log->pending.n == 0 && !log->stop && !log->want_compact)
 			pthread_cond_wait(&log->cv, &log->mu);
 		if (log->pending.n == 0 && log->stop)
 			break;
+		log->want_compact = false;
+		if (log->pending.n == 0) {
+			/* Nothing to write, but records the oldest segment held were
+			 * let go of (DONE after carry-forward, expired keys). */
+			remove_dead_segments(log, true);
+			continue;
+		}
 		/* Take everything that arrived: this is the group commit. */
 		ByteBuf tb = batch;
 		batch = log->pending;
@@ -927,10 +892,13 @@ static void *log_thread_main(void *arg)
 			log->stats.records_synced += comps.n;
 		}
 		Segment *seg = seg_find(log, log->active_seq);
+		seg->bytes += batch.n;
 		for (size_t i = 0; i < comps.n; i++) {
 			comps.v[i].seg = log->active_seq;
-			if (comps.v[i].rec != NULL)
+			if (comps.v[i].rec != NULL) {
 				seg->live++;
+				seg->live_bytes += comps.v[i].bytes;
+			}
 			compvec_push(&log->done_comp, comps.v[i]);
 		}
 		comps.n = 0;
@@ -961,43 +929,80 @@ static void carry_done(Dlog *log, Completion *c)
 
 	log->carry_pending--;
 	if (lc == NULL || lc->seg != c->old_seg) {
-		seg_dec(log, c->seg); /* nobody needs this copy */
+		/* Nobody needs this copy: its DONE came first, or its key expired. */
+		seg_dec(log, c->seg, c->bytes);
 		dlog_record_free(c->rec);
 		return;
 	}
-	seg_dec(log, lc->seg);
+	seg_dec(log, lc->seg, lc->bytes);
 	dlog_record_free(lc->rec);
 	lc->rec = c->rec;
 	lc->seg = c->seg;
+	lc->bytes = c->bytes;
 	lc->carrying = false;
 	if (lc->done_after_carry)
 		dlog_append_done(log, txn);
 }
 
+/* Whether the oldest segment should be carried forward: it is more than
+ * CARRY_AFTER_SEGMENTS behind, it holds something live, and the closed
+ * segments hold at least as many garbage bytes as all live records take.
+ * The last part is for remembered idempotency keys, which can fill many
+ * segments with records that are all still needed. Carrying those frees
+ * nothing (the copy is as big as the segment it empties), yet with the
+ * segment count alone as the trigger every completion would carry the
+ * next oldest segment: under load the whole key set (up to
+ * idempotency_max_bytes) would be rewritten again and again. With the
+ * rule, carrying writes at most as many bytes as there is garbage to free,
+ * and stops once a pass over the log has freed it. A stuck COMMIT or two
+ * (a few bytes) still carry as soon as they fall behind. Called with mu
+ * held. */
+static bool carry_due(Dlog *log, uint64_t *oldest)
+{
+	uint64_t garbage = 0, live = 0;
+
+	if (log->nsegs <= CARRY_AFTER_SEGMENTS || log->segs[0].seq == log->stats.active_segment ||
+	    log->segs[0].live == 0)
+		return false;
+	for (size_t i = 0; i < log->nsegs; i++) {
+		const Segment *s = &log->segs[i];
+		live += s->live_bytes;
+		if (s->seq != log->stats.active_segment && s->bytes > s->live_bytes)
+			garbage += s->bytes - s->live_bytes;
+	}
+	*oldest = log->segs[0].seq;
+	return garbage >= live;
+}
+
 /* Copies the live records of the oldest segment into the active one once it
  * falls CARRY_AFTER_SEGMENTS behind, so a transaction stuck in phase 2 (a
- * participant down for days) does not keep every later segment on disk. */
+ * participant down for days), or a key remembered for a day, does not keep
+ * every later segment on disk. A finished transaction's key is copied as an
+ * IDEM record; a live COMMIT, keyed or not, as itself. */
 static void maybe_carry_forward(Dlog *log)
 {
-	uint64_t oldest;
-	IdMap *maps[2] = {&log->live, &log->heur};
+	uint64_t oldest = 0;
+	IdMap *maps[3] = {&log->live, &log->heur, &log->idem};
+	int64_t now;
 
 	if (log->carry_pending > 0 || log->readonly)
 		return;
 	pthread_mutex_lock(&log->mu);
-	bool due =
-	    log->nsegs > CARRY_AFTER_SEGMENTS && log->segs[0].seq != log->stats.active_segment && log->segs[0].live > 0;
-	oldest = log->nsegs > 0 ? log->segs[0].seq : 0;
+	bool due = carry_due(log, &oldest);
 	pthread_mutex_unlock(&log->mu);
 	if (!due)
 		return;
-	for (int k = 0; k < 2; k++) {
+	now = now_wall_ms();
+	for (int k = 0; k < 3; k++) {
 		size_t pos = 0;
 		uint64_t key;
 		void *val;
 		while (idmap_next(maps[k], &pos, &key, &val)) {
 			LiveCommit *lc = val;
 			if (lc->seg != oldest || lc->carrying)
+				continue;
+			/* An expired key goes with the next dlog_expire_idempotency. */
+			if (k == 2 && lc->expires_ms <= now)
 				continue;
 			Completion c = {.kind = COMP_CARRIED, .rec = dlog_record_copy(lc->rec), .old_seg = oldest};
 			lc->carrying = true;
@@ -1028,7 +1033,7 @@ static void on_completions(evutil_socket_t fd, short what, void *arg)
 		if (c->kind == COMP_CARRIED)
 			carry_done(log, c);
 		else if (c->rec != NULL)
-			live_add(log, c->rec, c->seg);
+			live_add(log, c->rec, c->seg, c->bytes);
 		if (c->fn != NULL)
 			c->fn(c->arg);
 	}
@@ -1059,8 +1064,10 @@ static void append(Dlog *log, const DlogRecord *rec, Completion *c, bool sync)
 	bytebuf_reserve(&log->pending, n);
 	dlog_encode(rec, log->pending.p + log->pending.n);
 	log->pending.n += n;
-	if (c != NULL)
+	if (c != NULL) {
+		c->bytes = (uint32_t)n;
 		compvec_push(&log->pending_comp, *c);
+	}
 	if (sync)
 		log->pending_sync = true;
 	pthread_cond_signal(&log->cv);
@@ -1087,7 +1094,7 @@ void dlog_append_done(Dlog *log, uint64_t txn_id)
 		return;
 	}
 	append(log, &rec, NULL, false);
-	live_remove(log, &log->live, txn_id);
+	commit_finished(log, txn_id, now_wall_ms());
 	live_remove(log, &log->heur, txn_id);
 }
 
@@ -1109,13 +1116,8 @@ bool dlog_append_sync(Dlog *log, const DlogRecord *rec, char *err, size_t errlen
 		goto done;
 	}
 	log->active_size += (int64_t)n;
-	if (rec->type == DLOG_COMMIT || rec->type == DLOG_HEURISTIC) {
-		seg_find(log, log->active_seq)->live++;
-		live_add(log, dlog_record_copy(rec), log->active_seq);
-	} else if (rec->type == DLOG_DONE) {
-		live_remove(log, &log->live, rec->txn_id);
-		live_remove(log, &log->heur, rec->txn_id);
-	}
+	seg_find(log, log->active_seq)->bytes += n;
+	apply_record(log, rec, log->active_seq, (uint32_t)n, now_wall_ms());
 	ok = true;
 done:
 	free(buf);
@@ -1167,6 +1169,50 @@ const IdMap *dlog_live_commits(const Dlog *log)
 	return &log->live;
 }
 
+size_t dlog_expire_idempotency(Dlog *log, int64_t now_wall_ms)
+{
+	size_t n = 0;
+
+	while (log->expiry.n > 0 && log->expiry.v[0].at <= now_wall_ms) {
+		Expiry e = heap_pop(&log->expiry);
+		LiveCommit *lc = idmap_get(&log->idem, e.txn);
+		if (lc == NULL)
+			continue; /* already gone */
+		if (lc->expires_ms > now_wall_ms) {
+			heap_push(&log->expiry, lc->expires_ms, e.txn); /* its expiry moved */
+			continue;
+		}
+		/* If a copy is on its way (carry-forward), carry_done finds the
+		 * entry gone and lets the copy go too. */
+		live_remove(log, &log->idem, e.txn);
+		n++;
+	}
+	if (n > 0) {
+		idem_count(log, -(int64_t)n, n);
+		/* Without the log thread (tools), remove what can go now; with it,
+		 * seg_dec has already asked it to. */
+		if (!log->started && !log->readonly && log->fd >= 0)
+			remove_dead_segments(log, false);
+	}
+	return n;
+}
+
+void dlog_foreach_idempotent(const Dlog *log, void (*fn)(const DlogRecord *rec, bool finished, void *arg), void *arg)
+{
+	const IdMap *maps[2] = {&log->live, &log->idem};
+
+	for (int k = 0; k < 2; k++) {
+		size_t pos = 0;
+		uint64_t txn;
+		void *val;
+		while (idmap_next(maps[k], &pos, &txn, &val)) {
+			const LiveCommit *lc = val;
+			if (lc->rec->idem != NULL)
+				fn(lc->rec, k == 1, arg);
+		}
+	}
+}
+
 void dlog_get_stats(Dlog *log, DlogStats *out)
 {
 	pthread_mutex_lock(&log->mu);
@@ -1205,8 +1251,8 @@ void dlog_close(Dlog *log)
 	free(log->done_comp.v);
 	free(log->pending_comp.v);
 	free(log->pending.p);
-	for (int k = 0; k < 2; k++) {
-		IdMap *m = k == 0 ? &log->live : &log->heur;
+	for (int k = 0; k < 3; k++) {
+		IdMap *m = k == 0 ? &log->live : k == 1 ? &log->heur : &log->idem;
 		pos = 0;
 		while (idmap_next(m, &pos, &key, &val)) {
 			LiveCommit *lc = val;
@@ -1215,6 +1261,7 @@ void dlog_close(Dlog *log)
 		}
 		idmap_free(m);
 	}
+	free(log->expiry.v);
 	free(log->segs);
 	if (log->lockfd >= 0)
 		close(log->lockfd); /* releases the flock */

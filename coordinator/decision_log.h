@@ -12,8 +12,20 @@
  * one. Completions run back on the event loop, strictly after the fsync.
  * The event loop never touches the disk.
  *
+ * The records and their frames are in dlog_codec.h.
+ *
  * A segment whose COMMITs all have their DONE is deleted once it is no
  * longer the active one, so the log stays bounded under continuous load.
+ *
+ * Idempotency keys: a COMMIT may carry the request's Idempotency-Key, its
+ * body's fingerprint and the response (written with the decision, so a
+ * retry after a crash gets the first answer). The key must be remembered
+ * for idem_ttl_ms from the COMMIT's wall_ms even after the DONE: such a
+ * finished keyed COMMIT stays in the log, pinning its segment, until it
+ * expires (dlog_expire_idempotency) or is carried forward as an IDEM
+ * record. Aborted transactions write nothing (presumed abort), so their
+ * keys are not remembered across a restart: a retry runs again, which is
+ * what an abort allows.
  */
 #ifndef TWOPC_DECISION_LOG_H
 #define TWOPC_DECISION_LOG_H
@@ -22,16 +34,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dlog_codec.h"
 #include "idmap.h"
 #include "util.h"
 
 struct event_base;
-
-typedef enum DlogType {
-	DLOG_COMMIT = 1,    /* the commit decision of a transaction */
-	DLOG_DONE = 2,      /* every branch of that transaction resolved: its records may go */
-	DLOG_HEURISTIC = 3, /* an operator's manual decision (twopc-recover commit/abort) */
-} DlogType;
 
 /* What the log says about a transaction, heuristics first. */
 typedef enum DlogDecision {
@@ -40,42 +47,6 @@ typedef enum DlogDecision {
 	DLOG_HEURISTIC_COMMIT, /* an operator committed it by hand */
 	DLOG_HEURISTIC_ABORT,  /* an operator aborted it by hand */
 } DlogDecision;
-
-#define DLOG_GID_MAX 200
-
-#define DLOG_FRAME_HEADER 9
-#define DLOG_MAX_PAYLOAD  (64 * 1024)
-#define DLOG_NAME_MAX     63
-
-typedef struct DlogBranchRef {
-	uint16_t index;               /* participant index at the time: part of the GID */
-	char name[DLOG_NAME_MAX + 1]; /* participant name */
-} DlogBranchRef;
-
-typedef struct DlogRecord {
-	DlogType type;
-	uint64_t txn_id;
-	int64_t wall_ms;         /* COMMIT, HEURISTIC: when the decision was taken */
-	uint16_t nbranches;      /* COMMIT; HEURISTIC: 1 (the participant acted on) */
-	DlogBranchRef *branches; /* heap array owned by the record */
-	bool heuristic_commit;   /* HEURISTIC: commit (true) or abort (false) */
-	char gid[DLOG_GID_MAX + 1]; /* HEURISTIC: the prepared transaction acted on */
-} DlogRecord;
-
-typedef enum DlogDecode {
-	DLOG_DEC_OK,    /* one record decoded */
-	DLOG_DEC_SHORT, /* the buffer ends inside the frame (a torn tail if at EOF) */
-	DLOG_DEC_BAD,   /* bad length, checksum or payload */
-} DlogDecode;
-
-/* Encoding and decoding, pure functions (unit-tested and fuzzed). */
-size_t dlog_encoded_size(const DlogRecord *rec);
-size_t dlog_encode(const DlogRecord *rec, uint8_t *buf);
-DlogDecode dlog_decode(const uint8_t *buf, size_t len, DlogRecord *out, size_t *frame_len, char *err,
-                       size_t errlen) WARN_UNUSED;
-void dlog_record_clear(DlogRecord *rec);
-DlogRecord *dlog_record_copy(const DlogRecord *rec);
-void dlog_record_free(DlogRecord *rec);
 
 typedef struct Dlog Dlog;
 
@@ -89,13 +60,19 @@ typedef struct DlogLoadStats {
 	uint64_t segments_removed;
 	uint64_t live_heuristics;  /* HEURISTIC records without DONE */
 	uint64_t torn_tail_bytes;  /* read-only open: a bad tail left in place */
+	uint64_t live_keyed;       /* COMMITs without DONE that carry an idempotency key */
+	uint64_t idem_keys;        /* finished transactions whose key is still remembered */
+	uint64_t idem_expired;     /* keyed records replay found already expired (forgotten) */
 } DlogLoadStats;
 
 typedef void (*DlogDoneFn)(void *arg);
 
 /* Opens a log to look at it, while a daemon may be running: no lock, no
  * truncation, no new segment, no removal. A torn or bad tail of the newest
- * segment is reported in stats (it may be a record being written). */
+ * segment is reported in stats (it may be a record being written).
+ * Idempotency keys never expire here: a look at the log reports every key
+ * it still holds, and deciding what a daemon would have forgotten by now
+ * needs its configuration, which a tool looking at the files may not have. */
 bool dlog_open_readonly(const char *dir, Dlog **out, DlogLoadStats *stats, char *err, size_t errlen) WARN_UNUSED;
 
 /* Whether a process holds the directory's lock; its pid (or 0) in *pid. */
@@ -103,8 +80,9 @@ bool dlog_is_locked(const char *dir, long *pid);
 
 /* Locks the directory (flock; one daemon per log), replays every segment,
  * truncates a torn tail (saying so), fails on a bad frame elsewhere, and
- * opens a fresh active segment. */
-bool dlog_open(const char *dir, int64_t segment_bytes, Dlog **out, DlogLoadStats *stats, char *err,
+ * opens a fresh active segment. A finished transaction's idempotency key is
+ * remembered until idem_ttl_ms after its COMMIT's wall_ms. */
+bool dlog_open(const char *dir, int64_t segment_bytes, int64_t idem_ttl_ms, Dlog **out, DlogLoadStats *stats, char *err,
                size_t errlen) WARN_UNUSED;
 
 /* Starts the log thread; completions will run on `base`. */
@@ -114,7 +92,8 @@ bool dlog_start(Dlog *log, struct event_base *base, char *err, size_t errlen) WA
  * disk. The record is copied. */
 void dlog_append_commit(Dlog *log, const DlogRecord *rec, DlogDoneFn done, void *arg);
 /* Appends a DONE; no fsync is waited for (losing it only means recovery
- * looks for prepared branches that are already gone). */
+ * looks for prepared branches that are already gone). A keyed COMMIT whose
+ * key has not expired stays remembered (dlog_foreach_idempotent). */
 void dlog_append_done(Dlog *log, uint64_t txn_id);
 
 /* For the tools, before/without dlog_start: write and fdatasync one record
@@ -131,10 +110,22 @@ const IdMap *dlog_live_heuristics(const Dlog *log);
 
 /* The live COMMIT (no DONE yet) of a transaction, or NULL. Loop thread. */
 const DlogRecord *dlog_find_commit(const Dlog *log, uint64_t txn_id);
-/* The live COMMITs, for recovery. Loop thread. */
+/* The live COMMITs, for recovery. Loop thread. Finished transactions whose
+ * key is still remembered are not among them: they are no undecided work. */
 const IdMap *dlog_live_commits(const Dlog *log);
 
-/* Counters (monotonic), for tests and metrics. */
+/* Forgets the keys of finished transactions that expired by now_wall_ms
+ * (the wall clock, ms), so their segments can be removed. Loop thread; the
+ * daemon calls it once a second. Cheap when nothing expires. Returns how
+ * many keys it forgot. */
+size_t dlog_expire_idempotency(Dlog *log, int64_t now_wall_ms);
+/* Calls fn for every keyed record the log remembers: live keyed COMMITs
+ * (finished false) and finished transactions' keys (finished true, rec is
+ * then an IDEM record: txn_id, wall_ms and idem). For the daemon to rebuild
+ * its key table at startup. Loop thread. */
+void dlog_foreach_idempotent(const Dlog *log, void (*fn)(const DlogRecord *rec, bool finished, void *arg), void *arg);
+
+/* Counters (monotonic unless said otherwise), for tests and metrics. */
 typedef struct DlogStats {
 	uint64_t fsyncs;
 	uint64_t records_synced;
@@ -142,6 +133,8 @@ typedef struct DlogStats {
 	uint64_t segments_removed;
 	uint64_t active_segment;
 	uint64_t carried_forward; /* live records copied out of the oldest segment */
+	uint64_t idem_keys;       /* gauge: finished transactions whose key is remembered */
+	uint64_t idem_expired;    /* keys forgotten, their ttl over (at replay, DONE or expiry) */
 } DlogStats;
 void dlog_get_stats(Dlog *log, DlogStats *out);
 

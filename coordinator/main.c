@@ -228,7 +228,8 @@ int main(int argc, char **argv)
 	log_info("twopcd %s starting: coordinator %s, %zu participants, log %s", PACKAGE_VERSION, d.cfg.coord_id,
 	         d.cfg.nparticipants, d.cfg.log_dir);
 	int64_t t0 = now_mono_us();
-	if (!dlog_open(d.cfg.log_dir, d.cfg.log_segment_bytes, &d.dlog, &ls, err, sizeof(err))) {
+	if (!dlog_open(d.cfg.log_dir, d.cfg.log_segment_bytes, d.cfg.idempotency_ttl_s * 1000, &d.dlog, &ls, err,
+	               sizeof(err))) {
 		log_error("%s", err);
 		goto done;
 	}

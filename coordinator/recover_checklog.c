@@ -29,13 +29,16 @@
 typedef struct CheckState {
 	bool verbose;
 	bool twopcd_running; /* someone else holds the lock: the newest tail may be in progress */
-	uint64_t counts[4];  /* records by DlogType */
+	int64_t idem_ttl_ms; /* the configured idempotency_ttl_s, to say which keys have expired */
+	uint64_t counts[DLOG_TYPE_MAX + 1]; /* records by DlogType */
 	uint64_t records, bytes;
 	uint64_t damage;    /* bad frames that are not a torn tail */
 	uint64_t torn;      /* torn tails (at most one: the newest segment) */
 	char torn_file[32]; /* the torn tail --fix may cut */
 	size_t torn_off, torn_len;
 	IdMap live_commits, live_heur; /* replayed, for the summary */
+	IdMap keyed;                   /* live keyed COMMITs and finished transactions' keys: txn ->
+	                                  heap int64_t wall_ms; finished ones are not in live_commits */
 } CheckState;
 
 /* Where the next frame that decodes starts, at or after `from`, or len.
@@ -43,16 +46,10 @@ typedef struct CheckState {
 static size_t next_valid_frame(const uint8_t *buf, size_t from, size_t len)
 {
 	for (size_t p = from; p + DLOG_FRAME_HEADER <= len; p++) {
-		uint32_t plen = (uint32_t)buf[p] | ((uint32_t)buf[p + 1] << 8) | ((uint32_t)buf[p + 2] << 16) |
-		                ((uint32_t)buf[p + 3] << 24);
-		uint8_t type = buf[p + 8];
 		DlogRecord rec;
 		size_t flen;
 
-		if (plen > DLOG_MAX_PAYLOAD || plen > len - p - DLOG_FRAME_HEADER)
-			continue;
-		if (!((type == DLOG_DONE && plen == 8) ||
-		      ((type == DLOG_COMMIT || type == DLOG_HEURISTIC) && plen >= 19)))
+		if (!dlog_frame_plausible(buf + p, len - p))
 			continue;
 		if (dlog_decode(buf + p, len - p, &rec, &flen, NULL, 0) == DLOG_DEC_OK) {
 			dlog_record_clear(&rec);
@@ -60,19 +57,6 @@ static size_t next_valid_frame(const uint8_t *buf, size_t from, size_t len)
 		}
 	}
 	return len;
-}
-
-static const char *type_name(DlogType t)
-{
-	switch (t) {
-	case DLOG_COMMIT:
-		return "COMMIT";
-	case DLOG_DONE:
-		return "DONE";
-	case DLOG_HEURISTIC:
-		return "HEURISTIC";
-	}
-	return "?";
 }
 
 static void format_wall(char *buf, size_t len, int64_t ms)
@@ -86,17 +70,39 @@ static void format_wall(char *buf, size_t len, int64_t ms)
 	snprintf(buf + n, len - n, ".%03lldZ", (long long)(ms % 1000));
 }
 
-static void print_record(const DlogRecord *rec, size_t off)
+/* The key (printable ASCII, so shown as is), the remembered status and
+ * response size, and when twopcd forgets the key. */
+static void print_idem(const CheckState *cs, const DlogRecord *rec)
+{
+	char until[48];
+	int64_t ttl = cs->idem_ttl_ms;
+
+	if (ttl > INT64_MAX - rec->wall_ms)
+		ttl = INT64_MAX - rec->wall_ms;
+	format_wall(until, sizeof(until), rec->wall_ms + ttl);
+	printf("key \"%s\" -> %u, %u response bytes, remembered until %s%s", rec->idem->key, rec->idem->status,
+	       rec->idem->response_len, until, rec->wall_ms + ttl <= now_wall_ms() ? " (expired)" : "");
+}
+
+static void print_record(const CheckState *cs, const DlogRecord *rec, size_t off)
 {
 	char id[TXN_ID_HEX + 1], when[48];
 
 	txn_id_format(id, rec->txn_id);
-	printf("    %10zu  %-9s  txn %s", off, type_name(rec->type), id);
+	printf("    %10zu  %-9s  txn %s", off, dlog_type_name(rec->type), id);
 	if (rec->type == DLOG_COMMIT) {
 		format_wall(when, sizeof(when), rec->wall_ms);
 		printf("  %s ", when);
 		for (uint16_t b = 0; b < rec->nbranches; b++)
 			printf(" %s#%u", rec->branches[b].name, rec->branches[b].index);
+		if (rec->idem != NULL) {
+			printf("  ");
+			print_idem(cs, rec);
+		}
+	} else if (rec->type == DLOG_IDEM) {
+		format_wall(when, sizeof(when), rec->wall_ms);
+		printf("  %s  finished, ", when);
+		print_idem(cs, rec);
 	} else if (rec->type == DLOG_HEURISTIC) {
 		format_wall(when, sizeof(when), rec->wall_ms);
 		printf("  %s  %s by hand on %s (%s)", when, rec->heuristic_commit ? "commit" : "abort",
@@ -105,21 +111,64 @@ static void print_record(const DlogRecord *rec, size_t off)
 	printf("\n");
 }
 
+/* Remembers (or forgets) that txn has a key, from a COMMIT or IDEM taken
+ * at wall_ms. */
+static void keyed_set(CheckState *cs, uint64_t txn, const DlogRecord *rec)
+{
+	int64_t *wall = idmap_get(&cs->keyed, txn);
+
+	if (rec == NULL || rec->idem == NULL) {
+		free(idmap_del(&cs->keyed, txn));
+		return;
+	}
+	if (wall == NULL) {
+		wall = xmalloc(sizeof(*wall));
+		idmap_put(&cs->keyed, txn, wall);
+	}
+	*wall = rec->wall_ms;
+}
+
+/* Replays a record as twopcd would, for the summary: a finished keyed
+ * COMMIT leaves the live COMMITs (it is no undecided work) but its key
+ * stays (in `keyed`) until it expires; an IDEM is such a key. */
 static void account(CheckState *cs, const DlogRecord *rec, size_t off)
 {
 	cs->records++;
-	if (rec->type >= 1 && rec->type <= 3)
+	if (rec->type >= 1 && rec->type <= DLOG_TYPE_MAX)
 		cs->counts[rec->type]++;
 	if (rec->type == DLOG_COMMIT) {
 		idmap_put(&cs->live_commits, rec->txn_id, cs);
+		keyed_set(cs, rec->txn_id, rec);
 	} else if (rec->type == DLOG_HEURISTIC) {
 		idmap_put(&cs->live_heur, rec->txn_id, cs);
 	} else if (rec->type == DLOG_DONE) {
 		idmap_del(&cs->live_commits, rec->txn_id);
 		idmap_del(&cs->live_heur, rec->txn_id);
+	} else if (rec->type == DLOG_IDEM && !idmap_contains(&cs->live_commits, rec->txn_id)) {
+		keyed_set(cs, rec->txn_id, rec);
 	}
 	if (cs->verbose)
-		print_record(rec, off);
+		print_record(cs, rec, off);
+}
+
+/* Keys of finished transactions, and how many of them have expired. */
+static size_t count_keys(const CheckState *cs, size_t *expired)
+{
+	size_t pos = 0, n = 0;
+	uint64_t txn;
+	void *val;
+	int64_t now = now_wall_ms();
+
+	*expired = 0;
+	while (idmap_next(&cs->keyed, &pos, &txn, &val)) {
+		int64_t wall = *(int64_t *)val;
+		if (idmap_contains(&cs->live_commits, txn))
+			continue;
+		n++;
+		if (cs->idem_ttl_ms <= INT64_MAX - wall && wall + cs->idem_ttl_ms <= now)
+			(*expired)++;
+	}
+	return n;
 }
 
 /* Checks one segment; prints its line and any problem. */
@@ -128,7 +177,7 @@ static bool check_segment(CheckState *cs, const char *dir, uint64_t seq, bool ne
 	char name[32], path[4096], why[160];
 	uint8_t *buf;
 	size_t len, off = 0;
-	uint64_t counts[4] = {0, 0, 0, 0}, before = cs->records;
+	uint64_t counts[DLOG_TYPE_MAX + 1] = {0}, before = cs->records;
 	int errnum;
 
 	dlog_segment_file_name(name, sizeof(name), seq);
@@ -190,11 +239,12 @@ static bool check_segment(CheckState *cs, const char *dir, uint64_t seq, bool ne
 		off = next;
 	}
 	cs->bytes += len;
-	printf("  %s  %zu bytes, %llu records: %llu COMMIT, %llu DONE, %llu HEURISTIC\n", name, len,
+	printf("  %s  %zu bytes, %llu records: %llu COMMIT, %llu DONE, %llu HEURISTIC, %llu IDEM\n", name, len,
 	       (unsigned long long)(cs->records - before),
 	       (unsigned long long)(cs->counts[DLOG_COMMIT] - counts[DLOG_COMMIT]),
 	       (unsigned long long)(cs->counts[DLOG_DONE] - counts[DLOG_DONE]),
-	       (unsigned long long)(cs->counts[DLOG_HEURISTIC] - counts[DLOG_HEURISTIC]));
+	       (unsigned long long)(cs->counts[DLOG_HEURISTIC] - counts[DLOG_HEURISTIC]),
+	       (unsigned long long)(cs->counts[DLOG_IDEM] - counts[DLOG_IDEM]));
 	free(buf);
 	return true;
 }
@@ -266,8 +316,10 @@ int recover_check_log(const Config *cfg, bool fix, bool verbose)
 
 	memset(&cs, 0, sizeof(cs));
 	cs.verbose = verbose;
+	cs.idem_ttl_ms = cfg->idempotency_ttl_s * 1000;
 	idmap_init(&cs.live_commits);
 	idmap_init(&cs.live_heur);
+	idmap_init(&cs.keyed);
 	if (fix) {
 		lockfd = take_lock(cfg->log_dir, &holder, err, sizeof(err));
 		if (lockfd < 0) {
@@ -301,11 +353,17 @@ int recover_check_log(const Config *cfg, bool fix, bool verbose)
 			goto done;
 		}
 	}
-	printf("%llu records in %llu bytes: %llu COMMIT, %llu DONE, %llu HEURISTIC; replayed, %zu decided "
-	       "transactions wait for their DONE and %zu heuristic decisions are live\n",
+	size_t expired, keys = count_keys(&cs, &expired);
+	printf("%llu records in %llu bytes: %llu COMMIT, %llu DONE, %llu HEURISTIC, %llu IDEM; replayed, %zu "
+	       "decided transactions wait for their DONE and %zu heuristic decisions are live\n",
 	       (unsigned long long)cs.records, (unsigned long long)cs.bytes, (unsigned long long)cs.counts[DLOG_COMMIT],
 	       (unsigned long long)cs.counts[DLOG_DONE], (unsigned long long)cs.counts[DLOG_HEURISTIC],
-	       cs.live_commits.count, cs.live_heur.count);
+	       (unsigned long long)cs.counts[DLOG_IDEM], cs.live_commits.count, cs.live_heur.count);
+	if (keys > 0)
+		printf(
+		    "%zu finished transactions' Idempotency-Keys are remembered (%zu of them past idempotency_ttl_s: "
+		    "twopcd forgets those and lets their segments go)\n",
+		    keys, expired);
 
 	if (cs.damage > 0) {
 		printf("PROBLEM: %llu damaged place(s) in the log. twopcd refuses to start on it, and so does "
@@ -344,6 +402,12 @@ done:
 	free(seqs);
 	idmap_free(&cs.live_commits);
 	idmap_free(&cs.live_heur);
+	size_t pos = 0;
+	uint64_t txn;
+	void *val;
+	while (idmap_next(&cs.keyed, &pos, &txn, &val))
+		free(val);
+	idmap_free(&cs.keyed);
 	if (lockfd >= 0)
 		close(lockfd);
 	return rc;

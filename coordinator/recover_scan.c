@@ -228,7 +228,9 @@ bool recover_open_log_locked(const Config *cfg, Dlog **out, DlogLoadStats *st, l
 		recover_describe_holder(*holder, who, sizeof(who));
 		return errf(err, errlen, "the decision log %s is locked by %s", cfg->log_dir, who);
 	}
-	if (dlog_open(cfg->log_dir, cfg->log_segment_bytes, out, st, err, errlen))
+	/* The daemon's ttl: a tool must not forget keys (and remove their
+	 * segments) that twopcd would still remember. */
+	if (dlog_open(cfg->log_dir, cfg->log_segment_bytes, cfg->idempotency_ttl_s * 1000, out, st, err, errlen))
 		return true;
 	/* Lost a race with a process that took the lock meanwhile. */
 	if (strstr(err, "locked") != NULL && (!dlog_is_locked(cfg->log_dir, holder) || *holder <= 0))

@@ -69,6 +69,12 @@ static void print_table(const Config *cfg, const RecScan *scan, const StatusLog 
 	else
 		printf("twopcd is not running: 'twopc-recover resolve' (or starting twopcd) settles what is shown "
 		       "below.\n");
+	/* Finished transactions whose Idempotency-Key the log still holds are
+	 * no undecided work: shown so that the log's size makes sense. */
+	if (sl->st.idem_keys > 0)
+		printf("The log also remembers the Idempotency-Keys of %llu finished transactions (until "
+		       "idempotency_ttl_s after each commit); nothing to do about them.\n",
+		       (unsigned long long)sl->st.idem_keys);
 	if (sl->st.torn_tail_bytes > 0 && sl->holder == 0)
 		printf("NOTE: the newest log segment ends in %llu bytes that are not a complete record (a torn "
 		       "tail); twopcd and resolve truncate it; 'check-log' shows where.\n",
@@ -149,6 +155,8 @@ static json_t *json_status(const Config *cfg, const RecScan *scan, const StatusL
 	json_object_set_new(o, "live_heuristics", json_integer((json_int_t)sl->st.live_heuristics));
 	json_object_set_new(o, "torn_tail_bytes", json_integer((json_int_t)sl->st.torn_tail_bytes));
 	json_object_set_new(o, "pending_done", json_integer((json_int_t)sl->pending_done));
+	json_object_set_new(o, "live_keyed", json_integer((json_int_t)sl->st.live_keyed));
+	json_object_set_new(o, "idem_keys", json_integer((json_int_t)sl->st.idem_keys));
 	json_object_set_new(doc, "log", o);
 
 	for (size_t p = 0; p < scan->nparts; p++) {

@@ -18,7 +18,15 @@
  *   - that segments whose COMMITs all have their DONE are deleted, the
  *     others kept, and that deleting one never loses a DONE whose COMMIT
  *     is kept (the transaction would come back as live after a restart);
- *   - the one-process-per-directory flock.
+ *   - the one-process-per-directory flock;
+ *   - Idempotency-Key records: the COMMIT extension and the IDEM record
+ *     (round trips, truncations, corruptions, every malformed extension
+ *     refused with a message naming the problem, old COMMITs still read);
+ *     a finished keyed COMMIT remembered until its ttl (its segment kept),
+ *     forgotten after it (replay, DONE, dlog_expire_idempotency, which
+ *     lets the segments go even when nothing more is written), carried
+ *     forward as an IDEM record that survives a restart, and no endless
+ *     carrying when the remembered keys alone fill many segments.
  * Temporary directories live under one per-TCase directory created and
  * removed by an unchecked fixture, so they go away even when a test fails.
  */
@@ -29,6 +37,7 @@
 #include <ftw.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +51,7 @@
 #include "crc32c.h"
 #include "decision_log.h"
 #include "log.h"
+#include "sha256.h"
 #include "util.h"
 
 /* ---- small helpers ----------------------------------------------------------- */
@@ -249,7 +259,20 @@ static off_t synced_bytes(const char *path)
 typedef struct TestRec {
 	DlogRecord rec;
 	DlogBranchRef br[4];
+	DlogIdem idem;
 } TestRec;
+
+/* Response bytes for keyed records: JSON-looking, with a NUL in it (the
+ * response is bytes, not a C string). */
+static char test_response[DLOG_IDEM_RESPONSE_MAX];
+
+static void fill_test_response(void)
+{
+	static const char pattern[] = "{\"txn_id\":\"0123\",\"status\":\"committed\"}";
+	for (size_t i = 0; i < sizeof(test_response); i++)
+		test_response[i] = pattern[i % (sizeof(pattern) - 1)];
+	test_response[7] = '\0';
+}
 
 /* The deterministic COMMIT of transaction txn: 1 to 3 branches. */
 static void make_commit(TestRec *t, uint64_t txn)
@@ -266,6 +289,35 @@ static void make_commit(TestRec *t, uint64_t txn)
 	}
 }
 
+/* The COMMIT of txn (make_commit's branches) taken at wall_ms, with the
+ * Idempotency-Key "key-<txn>", the SHA-256 of "body-<txn>" and a 200 with
+ * resp_len bytes of test_response. The record points into t. */
+static void make_keyed_commit(TestRec *t, uint64_t txn, int64_t wall_ms, uint32_t resp_len)
+{
+	char body[64];
+	int n = snprintf(body, sizeof(body), "body-%" PRIu64, txn);
+
+	make_commit(t, txn);
+	if (test_response[0] == '\0')
+		fill_test_response();
+	t->rec.wall_ms = wall_ms;
+	snprintf(t->idem.key, sizeof(t->idem.key), "key-%" PRIu64, txn);
+	sha256(body, (size_t)n, t->idem.fingerprint);
+	t->idem.status = 200;
+	t->idem.response = test_response;
+	t->idem.response_len = resp_len;
+	t->rec.idem = &t->idem;
+}
+
+/* What the log remembers of a finished keyed COMMIT: an IDEM record. */
+static void make_idem(TestRec *t, uint64_t txn, int64_t wall_ms, uint32_t resp_len)
+{
+	make_keyed_commit(t, txn, wall_ms, resp_len);
+	t->rec.type = DLOG_IDEM;
+	t->rec.nbranches = 0;
+	t->rec.branches = NULL;
+}
+
 static size_t commit_size(uint64_t txn)
 {
 	TestRec t;
@@ -273,13 +325,25 @@ static size_t commit_size(uint64_t txn)
 	return dlog_encoded_size(&t.rec);
 }
 
+static bool idem_equal(const DlogIdem *a, const DlogIdem *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return strcmp(a->key, b->key) == 0 && memcmp(a->fingerprint, b->fingerprint, DLOG_IDEM_FP_LEN) == 0 &&
+	       a->status == b->status && a->response_len == b->response_len &&
+	       (a->response_len == 0 || memcmp(a->response, b->response, a->response_len) == 0);
+}
+
 static bool rec_equal(const DlogRecord *a, const DlogRecord *b)
 {
 	if (a->type != b->type || a->txn_id != b->txn_id)
 		return false;
+	if (a->type == DLOG_IDEM)
+		return a->wall_ms == b->wall_ms && a->nbranches == 0 && b->nbranches == 0 &&
+		       idem_equal(a->idem, b->idem);
 	if (a->type != DLOG_COMMIT)
 		return true;
-	if (a->wall_ms != b->wall_ms || a->nbranches != b->nbranches)
+	if (a->wall_ms != b->wall_ms || a->nbranches != b->nbranches || !idem_equal(a->idem, b->idem))
 		return false;
 	for (uint16_t i = 0; i < a->nbranches; i++) {
 		if (a->branches[i].index != b->branches[i].index ||
@@ -392,16 +456,24 @@ typedef struct Harness {
 	DlogLoadStats load;
 } Harness;
 
-static void h_open(Harness *h, const char *dir, int64_t seg_bytes)
+/* The idempotency ttl of the tests that do not care: an hour. */
+#define TTL_HOUR (3600 * 1000LL)
+
+static void h_open_ttl(Harness *h, const char *dir, int64_t seg_bytes, int64_t ttl_ms)
 {
 	char err[1024] = "";
 	if (dir != h->dir)
 		ck_assert_uint_lt(strlcpy_s(h->dir, dir, sizeof(h->dir)), sizeof(h->dir));
 	h->log = NULL;
 	h->base = NULL;
-	bool ok = dlog_open(h->dir, seg_bytes, &h->log, &h->load, err, sizeof(err));
+	bool ok = dlog_open(h->dir, seg_bytes, ttl_ms, &h->log, &h->load, err, sizeof(err));
 	ck_assert_msg(ok, "dlog_open(%s): %s", h->dir, err);
 	ck_assert_ptr_nonnull(h->log);
+}
+
+static void h_open(Harness *h, const char *dir, int64_t seg_bytes)
+{
+	h_open_ttl(h, dir, seg_bytes, TTL_HOUR);
 }
 
 static void h_start(Harness *h)
@@ -469,6 +541,9 @@ typedef struct Slot {
 struct Writer {
 	Harness *h;
 	uint64_t first_txn;
+	bool keyed;            /* keyed COMMITs (make_keyed_commit) ... */
+	int64_t wall_ms;       /* ... taken at this time ... */
+	uint32_t response_len; /* ... remembering this much response */
 	int n;          /* COMMITs to append */
 	bool chain;     /* append the next one from the previous completion */
 	DoneMode done;  /* append DONE from the completion */
@@ -480,6 +555,14 @@ struct Writer {
 
 static void on_commit_durable(void *arg);
 
+static void writer_rec(const Writer *w, TestRec *t, uint64_t txn)
+{
+	if (w->keyed)
+		make_keyed_commit(t, txn, w->wall_ms, w->response_len);
+	else
+		make_commit(t, txn);
+}
+
 static void issue_one(Writer *w)
 {
 	Slot *s = &w->slots[w->issued];
@@ -488,7 +571,7 @@ static void issue_one(Writer *w)
 	s->w = w;
 	s->txn = w->first_txn + (uint64_t)w->issued;
 	w->issued++;
-	make_commit(&t, s->txn);
+	writer_rec(w, &t, s->txn);
 	dlog_append_commit(w->h->log, &t.rec, on_commit_durable, s);
 }
 
@@ -499,7 +582,7 @@ static void on_commit_durable(void *arg)
 	DlogStats st;
 	TestRec t;
 
-	make_commit(&t, s->txn);
+	writer_rec(w, &t, s->txn);
 	/* Completions come back in append order. */
 	ck_assert_uint_eq(s->txn, w->first_txn + (uint64_t)w->completed);
 	w->completed++;
@@ -743,6 +826,7 @@ static void check_truncations(const DlogRecord *rec)
 		ck_assert_msg(d == DLOG_DEC_SHORT, "prefix of %zu of %zu bytes gave %d, not SHORT", len, n, (int)d);
 		ck_assert_msg(err[0] != '\0', "SHORT without a reason");
 		ck_assert_ptr_null(out.branches);
+		ck_assert_ptr_null(out.idem);
 	}
 	free(buf);
 }
@@ -781,6 +865,7 @@ static void check_flips(const DlogRecord *rec)
 			ck_assert_msg(d != DLOG_DEC_OK, "byte %zu ^ 0x%02x still decoded as a valid record", pos,
 			              masks[m]);
 			ck_assert_ptr_null(out.branches);
+			ck_assert_ptr_null(out.idem);
 			if (pos < 4) {
 				uint32_t nl = (uint32_t)buf[0] | ((uint32_t)buf[1] << 8) | ((uint32_t)buf[2] << 16) |
 				              ((uint32_t)buf[3] << 24);
@@ -836,10 +921,13 @@ static DlogDecode decode_buf(const uint8_t *buf, size_t len, char *err, size_t e
 	DlogRecord out;
 	size_t flen = 0;
 	DlogDecode d = dlog_decode(buf, len, &out, &flen, err, errlen);
-	if (d == DLOG_DEC_OK)
+	if (d == DLOG_DEC_OK) {
 		dlog_record_clear(&out);
-	else
+	} else {
 		ck_assert_ptr_null(out.branches);
+		ck_assert_ptr_null(out.idem);
+		ck_assert_msg(err == NULL || err[0] != '\0', "rejected without a reason");
+	}
 	return d;
 }
 
@@ -1019,7 +1107,7 @@ START_TEST(test_open_creates_directory)
 	char err[1024] = "";
 	Dlog *log = (Dlog *)&h; /* must be overwritten */
 	DlogLoadStats st;
-	ck_assert(!dlog_open(lockp, 1 << 20, &log, &st, err, sizeof(err)));
+	ck_assert(!dlog_open(lockp, 1 << 20, TTL_HOUR, &log, &st, err, sizeof(err)));
 	ck_assert_ptr_null(log);
 	ck_assert_contains(err, lockp);
 	rm_rf(top);
@@ -1279,7 +1367,7 @@ static void expect_refused(const char *dir, const char *segfile, const char *wan
 	size_t before_len, after_len;
 	uint8_t *before = read_whole(segfile, &before_len);
 
-	ck_assert_msg(!dlog_open(dir, 1 << 20, &log, &st, err, sizeof(err)), "a corrupt log was accepted");
+	ck_assert_msg(!dlog_open(dir, 1 << 20, TTL_HOUR, &log, &st, err, sizeof(err)), "a corrupt log was accepted");
 	ck_assert_ptr_null(log);
 	ck_assert_contains(err, "not a torn tail");
 	ck_assert_contains(err, want1);
@@ -1580,7 +1668,7 @@ START_TEST(test_directory_lock)
 
 	make_dir(dir, sizeof(dir), "lock");
 	h_open(&a, dir, 1 << 20);
-	ck_assert(!dlog_open(dir, 1 << 20, &log, &st, err, sizeof(err)));
+	ck_assert(!dlog_open(dir, 1 << 20, TTL_HOUR, &log, &st, err, sizeof(err)));
 	ck_assert_ptr_null(log);
 	ck_assert_contains(err, "locked");
 	ck_assert_contains(err, dir);
@@ -1596,6 +1684,869 @@ START_TEST(test_directory_lock)
 	h_open(&b, dir, 1 << 20);
 	ck_assert_uint_eq(b.load.records, 5);
 	h_close(&b);
+	rm_rf(dir);
+}
+END_TEST
+
+/* ---- idempotency keys: the codec ------------------------------------------------------------ */
+
+START_TEST(test_codec_roundtrip_keyed)
+{
+	static const size_t keylens[] = {1, 2, 17, 254, DLOG_IDEM_KEY_MAX};
+	static const uint32_t resplens[] = {0, 1, 100, DLOG_IDEM_RESPONSE_MAX};
+	TestRec t;
+
+	for (size_t k = 0; k < sizeof(keylens) / sizeof(keylens[0]); k++) {
+		for (size_t r = 0; r < sizeof(resplens) / sizeof(resplens[0]); r++) {
+			for (uint64_t txn = 1; txn <= 3; txn++) {
+				make_keyed_commit(&t, txn * 0x10001ULL, 1700000000000LL, resplens[r]);
+				memset(t.idem.key, 0, sizeof(t.idem.key));
+				for (size_t c = 0; c < keylens[k]; c++)
+					t.idem.key[c] = (char)(0x20 + (c * 7 + txn) % 95);
+				t.idem.status = (uint16_t)(r == 0 ? 100 : r == 1 ? 599 : 200);
+				roundtrip(&t.rec);
+				t.rec.type = DLOG_IDEM;
+				t.rec.nbranches = 0;
+				t.rec.branches = NULL;
+				t.rec.wall_ms = -(int64_t)txn;
+				roundtrip(&t.rec);
+			}
+		}
+	}
+	/* Every printable byte in one key; a NULL response of length 0. */
+	make_keyed_commit(&t, 7, INT64_MAX, 0);
+	for (int c = 0x20; c <= 0x7e; c++)
+		t.idem.key[c - 0x20] = (char)c;
+	t.idem.key[0x7f - 0x20] = '\0';
+	t.idem.response = NULL;
+	roundtrip(&t.rec);
+
+	/* The biggest keyed COMMIT there can be still fits a frame: 64
+	 * branches with 63-byte names, the longest key and response. */
+	static DlogBranchRef br[64];
+	make_keyed_commit(&t, 8, 1, DLOG_IDEM_RESPONSE_MAX);
+	memset(t.idem.key, 'k', DLOG_IDEM_KEY_MAX);
+	t.idem.key[DLOG_IDEM_KEY_MAX] = '\0';
+	for (int i = 0; i < 64; i++) {
+		memset(br[i].name, 'a' + i % 26, DLOG_NAME_MAX);
+		br[i].name[DLOG_NAME_MAX] = '\0';
+		br[i].index = (uint16_t)i;
+	}
+	t.rec.branches = br;
+	t.rec.nbranches = 64;
+	ck_assert_uint_le(dlog_encoded_size(&t.rec), DLOG_FRAME_HEADER + DLOG_MAX_PAYLOAD);
+	roundtrip(&t.rec);
+}
+END_TEST
+
+START_TEST(test_codec_keyed_truncations_and_flips)
+{
+	TestRec t;
+
+	make_keyed_commit(&t, 2, 1700000000000LL, 40); /* three branches */
+	check_truncations(&t.rec);
+	check_flips(&t.rec);
+	make_keyed_commit(&t, 3, 1700000000000LL, 0);
+	check_truncations(&t.rec);
+	check_flips(&t.rec);
+	make_idem(&t, 4, 1700000000000LL, 40);
+	check_truncations(&t.rec);
+	check_flips(&t.rec);
+	make_idem(&t, 5, 1700000000000LL, 0);
+	check_truncations(&t.rec);
+	check_flips(&t.rec);
+}
+END_TEST
+
+/* A COMMIT as every log written before the extension holds it: decodes
+ * with no key, and re-encodes to the same bytes. */
+START_TEST(test_codec_old_commit_has_no_key)
+{
+	/* txn 1, wall 0x0102030405060708, flags 0, one branch: index 3, "ab". */
+	static const uint8_t payload[] = {1, 0, 0, 0, 0, 0, 0, 0, 8, 7, 6, 5, 4, 3, 2, 1, 0, 1, 0, 3, 0, 2, 'a', 'b'};
+	uint8_t buf[64], again[64];
+	DlogRecord out;
+	size_t flen = 0, n = frame(buf, DLOG_COMMIT, payload, sizeof(payload));
+	char err[256] = "";
+
+	ck_assert_int_eq(dlog_decode(buf, n, &out, &flen, err, sizeof(err)), DLOG_DEC_OK);
+	ck_assert_uint_eq(flen, n);
+	ck_assert_ptr_null(out.idem);
+	ck_assert_uint_eq(out.txn_id, 1);
+	ck_assert_int_eq(out.wall_ms, 0x0102030405060708LL);
+	ck_assert_uint_eq(out.nbranches, 1);
+	ck_assert_str_eq(out.branches[0].name, "ab");
+	ck_assert_uint_eq(dlog_encoded_size(&out), n);
+	ck_assert_uint_eq(dlog_encode(&out, again), n);
+	ck_assert(memcmp(buf, again, n) == 0);
+	dlog_record_clear(&out);
+}
+END_TEST
+
+/* Appends the idempotency extension to p at *n. */
+static void put_ext(uint8_t *p, size_t *n, uint8_t version, const char *key, uint16_t status, uint32_t rlen,
+                    size_t rbytes)
+{
+	size_t kl = strlen(key);
+	p[(*n)++] = version;
+	p[(*n)++] = (uint8_t)kl;
+	memcpy(p + *n, key, kl);
+	*n += kl;
+	memset(p + *n, 0xab, DLOG_IDEM_FP_LEN);
+	*n += DLOG_IDEM_FP_LEN;
+	p[(*n)++] = (uint8_t)status;
+	p[(*n)++] = (uint8_t)(status >> 8);
+	for (int i = 0; i < 4; i++)
+		p[(*n)++] = (uint8_t)(rlen >> (8 * i));
+	memset(p + *n, 'r', rbytes);
+	*n += rbytes;
+}
+
+/* Decodes a COMMIT (the 24-byte base of test_codec_bad_types_and_payloads)
+ * or IDEM (txn, wall) payload followed by ext[0..extlen) and checks the
+ * outcome; a BAD one must name the problem (`want`) and the record. */
+static void expect_ext(uint8_t type, const uint8_t *ext, size_t extlen, DlogDecode want_d, const char *want)
+{
+	static uint8_t payload[DLOG_MAX_PAYLOAD], buf[DLOG_FRAME_HEADER + DLOG_MAX_PAYLOAD];
+	static const uint8_t commit_base[24] = {1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,   0,
+	                                        0, 0, 0, 0, 0, 1, 0, 3, 0, 2, 'a', 'b'};
+	size_t base = type == DLOG_COMMIT ? sizeof(commit_base) : 16;
+	char err[256] = "";
+
+	memset(payload, 0, 16);
+	payload[0] = 1; /* txn 1 */
+	if (type == DLOG_COMMIT)
+		memcpy(payload, commit_base, sizeof(commit_base));
+	ck_assert_uint_le(base + extlen, sizeof(payload));
+	memcpy(payload + base, ext, extlen);
+	size_t n = frame(buf, type, payload, (uint32_t)(base + extlen));
+	DlogDecode d = decode_buf(buf, n, err, sizeof(err));
+	ck_assert_msg(d == want_d, "decode gave %d, want %d (%s)", (int)d, (int)want_d, err);
+	if (want != NULL) {
+		ck_assert_contains(err, want);
+		ck_assert_contains(err, type == DLOG_COMMIT ? "COMMIT of txn 0000000000000001"
+		                                            : "IDEM of txn 0000000000000001");
+	}
+}
+
+START_TEST(test_codec_bad_idem_extension)
+{
+	static uint8_t e[DLOG_IDEM_RESPONSE_MAX + 1024];
+	static const uint8_t types[] = {DLOG_COMMIT, DLOG_IDEM};
+	size_t n;
+
+	for (size_t t = 0; t < 2; t++) {
+		uint8_t ty = types[t];
+		/* The control cases. */
+		n = 0;
+		put_ext(e, &n, 1, "k", 200, 2, 2);
+		expect_ext(ty, e, n, DLOG_DEC_OK, NULL);
+		n = 0;
+		put_ext(e, &n, 1, "k", 200, DLOG_IDEM_RESPONSE_MAX, DLOG_IDEM_RESPONSE_MAX);
+		expect_ext(ty, e, n, DLOG_DEC_OK, NULL);
+
+		/* Versions other than 1. */
+		n = 0;
+		put_ext(e, &n, 0, "k", 200, 2, 2);
+		expect_ext(ty, e, n, DLOG_DEC_BAD, "unknown version 0");
+		n = 0;
+		put_ext(e, &n, 2, "k", 200, 2, 2);
+		expect_ext(ty, e, n, DLOG_DEC_BAD, "unknown version 2");
+		/* One byte of extension; the key's length but no key. */
+		expect_ext(ty, e, 1, DLOG_DEC_BAD, "cut short");
+		e[0] = 1;
+		e[1] = 5;
+		expect_ext(ty, e, 2, DLOG_DEC_BAD, "cut short");
+		/* An empty key. */
+		n = 0;
+		put_ext(e, &n, 1, "", 200, 2, 2);
+		expect_ext(ty, e, n, DLOG_DEC_BAD, "empty idempotency key");
+		/* Key bytes outside 0x20..0x7e: control, DEL, high, NUL. */
+		static const uint8_t badch[] = {0x1f, 0x7f, 0x80, 0xff, 0x00, '\n'};
+		for (size_t i = 0; i < sizeof(badch); i++) {
+			n = 0;
+			put_ext(e, &n, 1, "abc", 200, 2, 2);
+			e[2 + 1] = badch[i];
+			char want[64];
+			snprintf(want, sizeof(want), "byte 1 of the idempotency key is 0x%02x", badch[i]);
+			expect_ext(ty, e, n, DLOG_DEC_BAD, want);
+		}
+		/* Cut inside the fingerprint and inside the response length. */
+		n = 0;
+		put_ext(e, &n, 1, "abc", 200, 0, 0);
+		expect_ext(ty, e, 2 + 3 + 10, DLOG_DEC_BAD, "cut short");
+		expect_ext(ty, e, n - 1, DLOG_DEC_BAD, "cut short");
+		/* Statuses that are no HTTP status. */
+		n = 0;
+		put_ext(e, &n, 1, "k", 99, 0, 0);
+		expect_ext(ty, e, n, DLOG_DEC_BAD, "status 99 is not an HTTP status");
+		n = 0;
+		put_ext(e, &n, 1, "k", 600, 0, 0);
+		expect_ext(ty, e, n, DLOG_DEC_BAD, "status 600 is not an HTTP status");
+		n = 0;
+		put_ext(e, &n, 1, "k", 0, 0, 0);
+		expect_ext(ty, e, n, DLOG_DEC_BAD, "not an HTTP status");
+		/* A response length past the payload, and past the maximum (with
+		 * the bytes there). */
+		n = 0;
+		put_ext(e, &n, 1, "k", 200, 11, 10);
+		expect_ext(ty, e, n, DLOG_DEC_BAD, "response length 11 runs past the payload (10 bytes left)");
+		n = 0;
+		put_ext(e, &n, 1, "k", 200, 0xffffffffu, 10);
+		expect_ext(ty, e, n, DLOG_DEC_BAD, "exceeds the maximum");
+		n = 0;
+		put_ext(e, &n, 1, "k", 200, DLOG_IDEM_RESPONSE_MAX + 1, DLOG_IDEM_RESPONSE_MAX + 1);
+		expect_ext(ty, e, n, DLOG_DEC_BAD, "exceeds the maximum");
+		/* Trailing garbage after the response. */
+		n = 0;
+		put_ext(e, &n, 1, "k", 200, 2, 3);
+		expect_ext(ty, e, n, DLOG_DEC_BAD, "1 trailing bytes");
+		n = 0;
+		put_ext(e, &n, 1, "k", 200, 0, 0);
+		put_ext(e, &n, 1, "k", 200, 0, 0); /* the extension twice */
+		expect_ext(ty, e, n, DLOG_DEC_BAD, "trailing bytes");
+	}
+	/* An IDEM record without its extension. */
+	expect_ext(DLOG_IDEM, e, 0, DLOG_DEC_BAD, "no idempotency extension");
+	/* Shorter than txn + wall. */
+	{
+		uint8_t buf[64], p[16] = {0};
+		char err[256];
+		ck_assert_int_eq(decode_buf(buf, frame(buf, DLOG_IDEM, p, 15), err, sizeof(err)), DLOG_DEC_BAD);
+	}
+	/* Nothing decodes in a frame the torn-tail search would skip. */
+	{
+		uint8_t buf[256];
+		TestRec t;
+		make_idem(&t, 9, 1, 0);
+		ck_assert_uint_le(dlog_encoded_size(&t.rec), sizeof(buf));
+		size_t len = dlog_encode(&t.rec, buf);
+		ck_assert(dlog_frame_plausible(buf, len));
+		ck_assert(!dlog_frame_plausible(buf, len - 1));
+	}
+}
+END_TEST
+
+START_TEST(test_idem_valid)
+{
+	TestRec t;
+	char err[256];
+
+	make_keyed_commit(&t, 1, 1, 10);
+	ck_assert(dlog_idem_valid(&t.idem, err, sizeof(err)));
+	t.idem.key[0] = '\0';
+	ck_assert(!dlog_idem_valid(&t.idem, err, sizeof(err)));
+	ck_assert_contains(err, "1 to 255 bytes");
+	memset(t.idem.key, 'a', sizeof(t.idem.key)); /* 256 bytes, unterminated */
+	ck_assert(!dlog_idem_valid(&t.idem, err, sizeof(err)));
+	make_keyed_commit(&t, 1, 1, 10);
+	t.idem.key[2] = '\t';
+	ck_assert(!dlog_idem_valid(&t.idem, err, sizeof(err)));
+	ck_assert_contains(err, "byte 2 of the idempotency key is 0x09");
+	make_keyed_commit(&t, 1, 1, 10);
+	t.idem.status = 1000;
+	ck_assert(!dlog_idem_valid(&t.idem, err, sizeof(err)));
+	ck_assert_contains(err, "1000 is not an HTTP status");
+	make_keyed_commit(&t, 1, 1, DLOG_IDEM_RESPONSE_MAX);
+	t.idem.response_len++;
+	ck_assert(!dlog_idem_valid(&t.idem, err, sizeof(err)));
+	ck_assert_contains(err, "49153-byte response");
+
+	/* dlog_idem_new copies; the copy is NUL-terminated and deep. */
+	char resp[] = "{\"ok\":true}";
+	DlogIdem *a = dlog_idem_new("k1", t.idem.fingerprint, 201, resp, (uint32_t)strlen(resp));
+	DlogIdem *b = dlog_idem_copy(a);
+	resp[0] = 'X';
+	ck_assert_str_eq(a->response, "{\"ok\":true}");
+	ck_assert_ptr_ne(a->response, b->response);
+	ck_assert(idem_equal(a, b));
+	ck_assert(dlog_idem_valid(b, err, sizeof(err)));
+	dlog_idem_free(a);
+	dlog_idem_free(b);
+	dlog_idem_free(NULL);
+	ck_assert_ptr_null(dlog_idem_copy(NULL));
+}
+END_TEST
+
+/* Writing a key the decoder would refuse is a bug that would make the log
+ * unreadable at the next start: dlog_encode stops the process instead. */
+START_TEST(test_encode_refuses_bad_key)
+{
+	static uint8_t buf[DLOG_FRAME_HEADER + DLOG_MAX_PAYLOAD];
+	TestRec t;
+
+	make_keyed_commit(&t, 1, 1, 10);
+	t.idem.key[0] = '\n';
+	dlog_encode(&t.rec, buf);
+}
+END_TEST
+
+START_TEST(test_encode_refuses_idem_without_key)
+{
+	static uint8_t buf[DLOG_FRAME_HEADER + DLOG_MAX_PAYLOAD];
+	TestRec t;
+
+	make_idem(&t, 1, 1, 10);
+	t.rec.idem = NULL;
+	dlog_encode(&t.rec, buf);
+}
+END_TEST
+
+START_TEST(test_record_copy_keyed_is_deep)
+{
+	TestRec t;
+	make_keyed_commit(&t, 2, 5, 30);
+	DlogRecord *c = dlog_record_copy(&t.rec);
+	ck_assert_ptr_nonnull(c->idem);
+	ck_assert_ptr_ne(c->idem, t.rec.idem);
+	ck_assert_ptr_ne(c->idem->response, t.idem.response);
+	ck_assert(rec_equal(c, &t.rec));
+	t.idem.key[0] = 'X';
+	ck_assert_str_eq(c->idem->key, "key-2");
+	dlog_record_free(c); /* LSan/valgrind: the idem and its response go too */
+}
+END_TEST
+
+/* ---- idempotency keys: the log ---------------------------------------------------------------- */
+
+static void count_cb(void *arg)
+{
+	(*(int *)arg)++;
+}
+
+/* Appends a COMMIT from the loop and runs it until the record is durable. */
+static void append_commit_wait(Harness *h, const DlogRecord *rec)
+{
+	int done = 0;
+	dlog_append_commit(h->log, rec, count_cb, &done);
+	run_until(h->base, &done, 1, 10000);
+	ck_assert_msg(done == 1, "txn %" PRIu64 ": no completion", rec->txn_id);
+}
+
+/* Runs the loop for ms milliseconds. */
+static void run_for(struct event_base *base, int ms)
+{
+	int never = 0;
+	run_until(base, &never, 1, ms);
+}
+
+/* What dlog_foreach_idempotent reported. */
+typedef struct Seen {
+	size_t n, finished;
+	uint64_t txn[64];
+	bool fin[64];
+	DlogRecord *rec[64];
+} Seen;
+
+static void seen_cb(const DlogRecord *rec, bool finished, void *arg)
+{
+	Seen *s = arg;
+	ck_assert_ptr_nonnull(rec->idem);
+	ck_assert(finished ? rec->type == DLOG_IDEM : rec->type == DLOG_COMMIT);
+	ck_assert_uint_lt(s->n, 64);
+	s->txn[s->n] = rec->txn_id;
+	s->fin[s->n] = finished;
+	s->rec[s->n] = dlog_record_copy(rec);
+	s->n++;
+	s->finished += finished;
+}
+
+static void seen_collect(Seen *s, const Dlog *log)
+{
+	memset(s, 0, sizeof(*s));
+	dlog_foreach_idempotent(log, seen_cb, s);
+}
+
+static void seen_free(Seen *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		dlog_record_free(s->rec[i]);
+	memset(s, 0, sizeof(*s));
+}
+
+/* The record foreach reported for txn, and whether it was finished; fails
+ * if there is none. */
+static const DlogRecord *seen_find(const Seen *s, uint64_t txn, bool *finished)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		if (s->txn[i] == txn) {
+			*finished = s->fin[i];
+			return s->rec[i];
+		}
+	}
+	ck_abort_msg("txn %" PRIu64 " is not remembered", txn);
+	return NULL;
+}
+
+/* Checks that the log remembers txn's key as make_keyed_commit(txn, wall,
+ * rlen) made it, finished or not. */
+static void expect_key(const Seen *s, uint64_t txn, int64_t wall, uint32_t rlen, bool want_finished)
+{
+	TestRec t;
+	bool finished;
+	const DlogRecord *r = seen_find(s, txn, &finished);
+
+	if (want_finished)
+		make_idem(&t, txn, wall, rlen);
+	else
+		make_keyed_commit(&t, txn, wall, rlen);
+	ck_assert_msg(finished == want_finished, "txn %" PRIu64 ": finished %d", txn, finished);
+	ck_assert_msg(rec_equal(r, &t.rec), "txn %" PRIu64 ": the remembered record differs", txn);
+}
+
+/* A keyed COMMIT whose DONE comes within the ttl is remembered: at once,
+ * and after restarts, with its segment kept; with a ttl already over, it is
+ * forgotten and its segment goes. Unkeyed and live ones behave as always. */
+START_TEST(test_idem_done_keeps_key)
+{
+	char dir[600];
+	Harness h = {0};
+	TestRec a, b, c;
+	Seen s;
+	DlogStats st;
+	bool fin;
+	int64_t now = now_wall_ms();
+
+	make_dir(dir, sizeof(dir), "idem-done");
+	h_open_ttl(&h, dir, 1 << 20, TTL_HOUR);
+	h_start(&h);
+	make_keyed_commit(&a, 1, now, 300);
+	make_commit(&b, 2);
+	make_keyed_commit(&c, 3, now, 0);
+	append_commit_wait(&h, &a.rec);
+	append_commit_wait(&h, &b.rec);
+	append_commit_wait(&h, &c.rec);
+
+	/* Live keyed COMMITs are reported unfinished. */
+	seen_collect(&s, h.log);
+	ck_assert_uint_eq(s.n, 2);
+	ck_assert_uint_eq(s.finished, 0);
+	expect_key(&s, 1, now, 300, false);
+	expect_key(&s, 3, now, 0, false);
+	seen_free(&s);
+
+	/* DONE: no longer live (no undecided work), but remembered. */
+	dlog_append_done(h.log, 1);
+	dlog_append_done(h.log, 2);
+	ck_assert_ptr_null(dlog_find_commit(h.log, 1));
+	ck_assert_ptr_null(dlog_find_commit(h.log, 2));
+	ck_assert_int_eq(dlog_decision(h.log, 1), DLOG_PRESUMED_ABORT);
+	ck_assert_uint_eq(dlog_live_commits(h.log)->count, 1);
+	seen_collect(&s, h.log);
+	ck_assert_uint_eq(s.n, 2);
+	ck_assert_uint_eq(s.finished, 1);
+	expect_key(&s, 1, now, 300, true);
+	expect_key(&s, 3, now, 0, false);
+	seen_free(&s);
+	dlog_get_stats(h.log, &st);
+	ck_assert_uint_eq(st.idem_keys, 1);
+	ck_assert_uint_eq(st.idem_expired, 0);
+	h_close(&h);
+
+	/* Replay: the same, and segment 1 (which holds txn 1) is kept. */
+	h_open_ttl(&h, dir, 1 << 20, TTL_HOUR);
+	ck_assert_uint_eq(h.load.records, 5);
+	ck_assert_uint_eq(h.load.live_commits, 1);
+	ck_assert_uint_eq(h.load.live_keyed, 1);
+	ck_assert_uint_eq(h.load.idem_keys, 1);
+	ck_assert_uint_eq(h.load.idem_expired, 0);
+	ck_assert(seg_exists(dir, 1));
+	ck_assert_ptr_null(dlog_find_commit(h.log, 1));
+	ck_assert_ptr_nonnull(dlog_find_commit(h.log, 3));
+	seen_collect(&s, h.log);
+	ck_assert_uint_eq(s.n, 2);
+	expect_key(&s, 1, now, 300, true);
+	expect_key(&s, 3, now, 0, false);
+	seen_free(&s);
+	h_start(&h);
+	dlog_append_done(h.log, 3);
+	seen_collect(&s, h.log);
+	ck_assert_uint_eq(s.finished, 2);
+	seen_free(&s);
+	h_close(&h);
+
+	/* Both finished, both remembered: segment 1 is still needed, while the
+	 * empty segments of the restarts in between are not. */
+	h_open_ttl(&h, dir, 1 << 20, TTL_HOUR);
+	ck_assert_uint_eq(h.load.live_commits, 0);
+	ck_assert_uint_eq(h.load.idem_keys, 2);
+	ck_assert(seg_exists(dir, 1));
+	ck_assert(seg_exists(dir, 2)); /* the DONE of txn 3 */
+	seen_collect(&s, h.log);
+	ck_assert(seen_find(&s, 3, &fin) != NULL && fin);
+	seen_free(&s);
+	h_close(&h);
+
+	/* A ttl that is over: forgotten at replay, and segment 1 goes. */
+	usleep(20 * 1000);
+	h_open_ttl(&h, dir, 1 << 20, 10);
+	ck_assert_uint_eq(h.load.idem_keys, 0);
+	ck_assert_uint_eq(h.load.idem_expired, 2);
+	ck_assert_uint_eq(h.load.live_commits, 0);
+	ck_assert(!seg_exists(dir, 1));
+	seen_collect(&s, h.log);
+	ck_assert_uint_eq(s.n, 0);
+	h_close(&h);
+	rm_rf(dir);
+}
+END_TEST
+
+/* A keyed COMMIT whose DONE comes after its ttl is over is not kept. */
+START_TEST(test_idem_done_after_ttl_forgets)
+{
+	char dir[600];
+	Harness h = {0};
+	TestRec a;
+	Seen s;
+	DlogStats st;
+
+	make_dir(dir, sizeof(dir), "idem-late");
+	h_open_ttl(&h, dir, 1 << 20, TTL_HOUR);
+	h_start(&h);
+	make_keyed_commit(&a, 1, now_wall_ms() - 2 * TTL_HOUR, 10); /* stuck in phase 2 for two hours */
+	append_commit_wait(&h, &a.rec);
+	dlog_append_done(h.log, 1);
+	seen_collect(&s, h.log);
+	ck_assert_uint_eq(s.n, 0);
+	dlog_get_stats(h.log, &st);
+	ck_assert_uint_eq(st.idem_keys, 0);
+	ck_assert_uint_eq(st.idem_expired, 1);
+	h_close(&h);
+	h_open_ttl(&h, dir, 1 << 20, TTL_HOUR);
+	ck_assert_uint_eq(h.load.idem_keys, 0);
+	ck_assert_uint_eq(h.load.idem_expired, 1);
+	ck_assert(!seg_exists(dir, 1));
+	h_close(&h);
+	rm_rf(dir);
+}
+END_TEST
+
+/* dlog_expire_idempotency forgets a key once its time is up, and then the
+ * segments it pinned go, although nothing more is written. */
+START_TEST(test_idem_expiry_frees_segments)
+{
+	char dir[600];
+	Harness h = {0};
+	TestRec k;
+	DlogStats st;
+	Seen s;
+	int64_t now = now_wall_ms();
+
+	make_dir(dir, sizeof(dir), "idem-expire");
+	h_open_ttl(&h, dir, 4096, TTL_HOUR);
+	h_start(&h);
+	make_keyed_commit(&k, 100000, now, 200);
+	append_commit_wait(&h, &k.rec);
+	dlog_append_done(h.log, 100000);
+	/* Finished traffic: the log rotates a few times (but not so often that
+	 * carry-forward would move the key: this test is about expiry). */
+	Writer w = {.first_txn = 1, .n = 160, .chain = true, .done = DONE_ALL};
+	writer_run(&w, &h);
+	run_for(h.base, 100);
+	dlog_get_stats(h.log, &st);
+	ck_assert_uint_ge(st.active_segment, 3);
+	ck_assert_uint_eq(st.carried_forward, 0);
+	ck_assert(seg_exists(dir, 1));
+	ck_assert_int_eq(dlog_count_segments(dir), (int)st.active_segment); /* all pinned behind segment 1 */
+
+	/* Not yet: nothing happens. */
+	ck_assert_uint_eq(dlog_expire_idempotency(h.log, now_wall_ms()), 0);
+	ck_assert_uint_eq(dlog_expire_idempotency(h.log, now + TTL_HOUR - 1), 0);
+	run_for(h.base, 50);
+	ck_assert(seg_exists(dir, 1));
+
+	/* An hour later: forgotten, and every segment but the active one goes
+	 * with no further write. */
+	ck_assert_uint_eq(dlog_expire_idempotency(h.log, now + TTL_HOUR), 1);
+	ck_assert_uint_eq(dlog_expire_idempotency(h.log, now + TTL_HOUR), 0);
+	seen_collect(&s, h.log);
+	ck_assert_uint_eq(s.n, 0);
+	dlog_get_stats(h.log, &st);
+	ck_assert_uint_eq(st.idem_keys, 0);
+	ck_assert_uint_eq(st.idem_expired, 1);
+	ck_assert_int_eq(run_until_segments(h.base, dir, 1, 5000), 1);
+	ck_assert(!seg_exists(dir, 1));
+	ck_assert(seg_exists(dir, st.active_segment));
+	h_close(&h);
+
+	h_open_ttl(&h, dir, 4096, TTL_HOUR);
+	ck_assert_uint_eq(h.load.idem_keys, 0);
+	ck_assert_uint_eq(h.load.live_commits, 0);
+	h_close(&h);
+	rm_rf(dir);
+}
+END_TEST
+
+/* Writes the frames of recs as segment seq of dir: a log built by hand. */
+static void write_segment(const char *dir, uint64_t seq, const DlogRecord *const *recs, size_t n)
+{
+	static uint8_t buf[1 << 20];
+	char path[700];
+	size_t len = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		ck_assert_uint_le(len + dlog_encoded_size(recs[i]), sizeof(buf));
+		len += dlog_encode(recs[i], buf + len);
+	}
+	seg_path(path, sizeof(path), dir, seq);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	ck_assert_msg(fd >= 0, "open %s: %s", path, strerror(errno));
+	ck_assert_int_eq(write(fd, buf, len), (ssize_t)len);
+	close(fd);
+}
+
+/* IDEM records met by replay, and the tools' paths: an unexpired IDEM is
+ * remembered, an expired one is not, an IDEM for a transaction whose
+ * COMMIT is still live does not finish it; the read-only open keeps every
+ * key; without the log thread, expiry removes segments at once. */
+START_TEST(test_idem_replay_records)
+{
+	char dir[600], err[1024] = "";
+	Harness h = {0};
+	TestRec x, y, z, w, wi, d;
+	Seen s;
+	bool fin;
+	int64_t now = now_wall_ms();
+
+	make_dir(dir, sizeof(dir), "idem-replay");
+	make_keyed_commit(&x, 1, now, 5);     /* live, keyed */
+	make_idem(&y, 2, now, 6);             /* a remembered key */
+	make_idem(&z, 3, 1700000000000LL, 7); /* a key from 2023: expired */
+	make_keyed_commit(&w, 4, now, 8);     /* live ... */
+	make_idem(&wi, 4, now, 8);            /* ... so its IDEM does not count */
+	make_commit(&d, 5);
+	const DlogRecord *recs[] = {&x.rec, &y.rec, &z.rec, &w.rec, &wi.rec, &d.rec};
+	write_segment(dir, 1, recs, 6);
+
+	/* Read-only: nothing expires. */
+	Dlog *ro = NULL;
+	DlogLoadStats st;
+	ck_assert_msg(dlog_open_readonly(dir, &ro, &st, err, sizeof(err)), "%s", err);
+	ck_assert_uint_eq(st.records, 6);
+	ck_assert_uint_eq(st.live_commits, 3);
+	ck_assert_uint_eq(st.live_keyed, 2);
+	ck_assert_uint_eq(st.idem_keys, 2);
+	ck_assert_uint_eq(st.idem_expired, 0);
+	seen_collect(&s, ro);
+	ck_assert_uint_eq(s.n, 4);
+	expect_key(&s, 3, 1700000000000LL, 7, true);
+	seen_free(&s);
+	dlog_close(ro);
+
+	h_open_ttl(&h, dir, 1 << 20, TTL_HOUR);
+	ck_assert_uint_eq(h.load.live_commits, 3);
+	ck_assert_uint_eq(h.load.live_keyed, 2);
+	ck_assert_uint_eq(h.load.idem_keys, 1);
+	ck_assert_uint_eq(h.load.idem_expired, 1);
+	seen_collect(&s, h.log);
+	ck_assert_uint_eq(s.n, 3);
+	expect_key(&s, 1, now, 5, false);
+	expect_key(&s, 2, now, 6, true);
+	expect_key(&s, 4, now, 8, false);
+	seen_free(&s);
+	ck_assert_ptr_nonnull(dlog_find_commit(h.log, 4));
+
+	/* The tools' path: DONE by dlog_append_sync remembers the key too, and
+	 * expiry without a log thread removes what it can right away. */
+	DlogRecord done = {.type = DLOG_DONE, .txn_id = 1};
+	ck_assert_msg(dlog_append_sync(h.log, &done, err, sizeof(err)), "%s", err);
+	done.txn_id = 4;
+	ck_assert(dlog_append_sync(h.log, &done, err, sizeof(err)));
+	done.txn_id = 5;
+	ck_assert(dlog_append_sync(h.log, &done, err, sizeof(err)));
+	seen_collect(&s, h.log);
+	ck_assert_uint_eq(s.finished, 3);
+	ck_assert(seen_find(&s, 4, &fin) != NULL && fin);
+	seen_free(&s);
+	ck_assert(seg_exists(dir, 1));
+	ck_assert_uint_eq(dlog_expire_idempotency(h.log, now + TTL_HOUR), 3);
+	ck_assert(!seg_exists(dir, 1));
+	h_close(&h);
+	h_open_ttl(&h, dir, 1 << 20, TTL_HOUR);
+	ck_assert_uint_eq(h.load.idem_keys, 0);
+	ck_assert_uint_eq(h.load.live_commits, 0);
+	h_close(&h);
+	rm_rf(dir);
+}
+END_TEST
+
+/* A torn IDEM at the end of the newest segment is a torn tail; a bad frame
+ * with a valid IDEM after it is damage, not a tail to cut (the torn-tail
+ * search must know IDEM frames, or it would cut the remembered key). */
+START_TEST(test_idem_torn_tail_and_damage)
+{
+	Harness h = {0};
+	char dir[600], seg[700];
+	TestRec a, y;
+	uint8_t buf[512];
+	int64_t now = now_wall_ms();
+
+	make_dir(dir, sizeof(dir), "idem-torn");
+	make_commit(&a, 1);
+	make_idem(&y, 2, now, 20);
+	const DlogRecord *recs[] = {&a.rec};
+	write_segment(dir, 1, recs, 1);
+	seg_path(seg, sizeof(seg), dir, 1);
+	size_t alen = file_size(seg), ylen = dlog_encode(&y.rec, buf);
+	append_bytes(seg, buf, ylen - 7);
+	h_open_ttl(&h, dir, 1 << 20, TTL_HOUR);
+	ck_assert_uint_eq(h.load.truncated_bytes, ylen - 7);
+	ck_assert_uint_eq(h.load.idem_keys, 0);
+	h_close(&h);
+	ck_assert_int_eq(file_size(seg), (off_t)alen);
+
+	/* Garbage, then a whole IDEM: refused, the file left alone. */
+	uint8_t junk[20];
+	memset(junk, 0x5a, sizeof(junk));
+	append_bytes(seg, junk, sizeof(junk));
+	append_bytes(seg, buf, ylen);
+	char want[64];
+	snprintf(want, sizeof(want), "offset %zu", alen);
+	expect_refused(dir, seg, want, NULL);
+	rm_rf(dir);
+}
+END_TEST
+
+/* A finished transaction's key in the oldest segment is carried forward as
+ * an IDEM record (a live keyed COMMIT as a COMMIT with its key), so the old
+ * segments go; after a restart both keys are still there. */
+START_TEST(test_idem_carried_forward)
+{
+	char dir[600];
+	Harness h = {0};
+	TestRec k1, k2, t;
+	DlogStats st;
+	DiskLog d;
+	Seen s;
+	int64_t now = now_wall_ms();
+
+	make_dir(dir, sizeof(dir), "idem-carry");
+	h_open_ttl(&h, dir, 4096, TTL_HOUR);
+	h_start(&h);
+	make_keyed_commit(&k1, 100000, now, 500);
+	make_keyed_commit(&k2, 100001, now, 50);
+	append_commit_wait(&h, &k1.rec);
+	append_commit_wait(&h, &k2.rec);
+	dlog_append_done(h.log, 100000); /* finished: remembered; 100001 stays live */
+	Writer w = {.first_txn = 1, .n = 400, .chain = true, .done = DONE_ALL};
+	writer_run(&w, &h);
+	int nseg = run_until_segments(h.base, dir, 6, 3000);
+	dlog_get_stats(h.log, &st);
+	ck_assert_uint_ge(st.carried_forward, 2);
+	ck_assert_int_le(nseg, 6);
+	ck_assert_msg(!seg_exists(dir, 1), "segment 1 still there after its keys were carried forward");
+	ck_assert_uint_eq(st.idem_keys, 1);
+	seen_collect(&s, h.log);
+	ck_assert_uint_eq(s.n, 2);
+	expect_key(&s, 100000, now, 500, true);
+	expect_key(&s, 100001, now, 50, false);
+	seen_free(&s);
+	h_close(&h);
+
+	/* On disk: an IDEM for the finished one, the keyed COMMIT for the other. */
+	make_idem(&t, 100000, now, 500);
+	ck_assert_uint_ge(disk_count(dir, &t.rec), 1);
+	ck_assert_uint_ge(disk_count(dir, &k2.rec), 1);
+	ck_assert_uint_eq(disk_count(dir, &k1.rec), 0); /* the original went with segment 1 */
+	disk_read(dir, &d);
+	ck_assert_str_ne(d.files[0], "0000000000000001.seg");
+	disk_free(&d);
+
+	h_open_ttl(&h, dir, 4096, TTL_HOUR);
+	ck_assert(!seg_exists(dir, 1));
+	ck_assert_uint_eq(h.load.idem_keys, 1);
+	ck_assert_uint_eq(h.load.live_commits, 1);
+	ck_assert_uint_eq(h.load.live_keyed, 1);
+	seen_collect(&s, h.log);
+	ck_assert_uint_eq(s.n, 2);
+	expect_key(&s, 100000, now, 500, true);
+	expect_key(&s, 100001, now, 50, false);
+	seen_free(&s);
+	h_start(&h);
+	dlog_append_done(h.log, 100001);
+	h_close(&h);
+	h_open_ttl(&h, dir, 4096, TTL_HOUR);
+	ck_assert_uint_eq(h.load.idem_keys, 2);
+	ck_assert_uint_eq(h.load.live_commits, 0);
+	h_close(&h);
+	rm_rf(dir);
+}
+END_TEST
+
+/* Remembered keys that fill more segments than carry-forward's threshold,
+ * all still needed: carrying them frees nothing, and if the segment count
+ * alone decided, every completion would carry the next segment of keys, so
+ * that under load the key set is rewritten over and over (the first
+ * version did: 454 records carried during the 600 transactions below,
+ * where one pass is 12). Keys alone must not be carried; finished traffic
+ * (garbage) makes the log carry about one pass of them, then sit still,
+ * every key kept. */
+START_TEST(test_idem_no_endless_carry)
+{
+	enum { NKEYS = 12, RESP = 3000 };
+	char dir[600];
+	Harness h = {0};
+	DlogStats st, st2;
+	Seen s;
+	int64_t now = now_wall_ms();
+
+	make_dir(dir, sizeof(dir), "idem-loop");
+	h_open_ttl(&h, dir, 4096, TTL_HOUR);
+	h_start(&h);
+	Writer keys = {.first_txn = 100000,
+	               .n = NKEYS,
+	               .chain = true,
+	               .done = DONE_ALL,
+	               .keyed = true,
+	               .wall_ms = now,
+	               .response_len = RESP};
+	writer_run(&keys, &h);
+	run_for(h.base, 500);
+	dlog_get_stats(h.log, &st);
+	ck_assert_uint_ge(st.active_segment, NKEYS / 2);
+	ck_assert_uint_eq(st.idem_keys, NKEYS);
+	ck_assert_uint_eq(st.carried_forward, 0);
+	run_for(h.base, 500);
+	dlog_get_stats(h.log, &st2);
+	printf("check_dlog: %d remembered keys in %d segments: %" PRIu64 " then %" PRIu64 " records carried\n", NKEYS,
+	       dlog_count_segments(dir), st.carried_forward, st2.carried_forward);
+	ck_assert_msg(st2.carried_forward == st.carried_forward && st2.writes == st.writes,
+	              "the log keeps rewriting itself: %" PRIu64 " -> %" PRIu64 " records carried, %" PRIu64
+	              " -> %" PRIu64 " writes",
+	              st.carried_forward, st2.carried_forward, st.writes, st2.writes);
+
+	/* Finished traffic makes garbage: compaction carries, then stops. */
+	Writer w = {.first_txn = 1, .n = 600, .chain = true, .done = DONE_ALL};
+	writer_run(&w, &h);
+	run_for(h.base, 500);
+	dlog_get_stats(h.log, &st);
+	run_for(h.base, 500);
+	dlog_get_stats(h.log, &st2);
+	printf("check_dlog: after finished traffic: %d segments, %" PRIu64 " records carried\n",
+	       dlog_count_segments(dir), st2.carried_forward);
+	ck_assert_uint_ge(st.carried_forward, 1);
+	ck_assert_msg(st.carried_forward <= 2 * NKEYS,
+	              "%" PRIu64 " records carried for %d keys: the keys are "
+	              "rewritten over and over",
+	              st.carried_forward, NKEYS);
+	ck_assert_msg(st2.carried_forward == st.carried_forward && st2.writes == st.writes,
+	              "still rewriting after the traffic stopped: %" PRIu64 " -> %" PRIu64, st.carried_forward,
+	              st2.carried_forward);
+	/* Bounded: the keys' own segments plus carry-forward's slack. */
+	ck_assert_int_le(dlog_count_segments(dir), NKEYS + 8);
+	seen_collect(&s, h.log);
+	ck_assert_uint_eq(s.finished, NKEYS);
+	seen_free(&s);
+	h_close(&h);
+
+	h_open_ttl(&h, dir, 4096, TTL_HOUR);
+	ck_assert_uint_eq(h.load.idem_keys, NKEYS);
+	ck_assert_uint_eq(h.load.live_commits, 0);
+	seen_collect(&s, h.log);
+	for (uint64_t i = 0; i < NKEYS; i++)
+		expect_key(&s, 100000 + i, now, RESP, true);
+	seen_free(&s);
+	h_close(&h);
 	rm_rf(dir);
 }
 END_TEST
@@ -1645,6 +2596,29 @@ static Suite *dlog_suite(void)
 	tcase_add_test(tc, test_finished_segments_are_removed);
 	tcase_add_test(tc, test_live_commit_survives_compaction);
 	tcase_add_test(tc, test_done_records_survive_compaction);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("idempotency codec");
+	tcase_add_test(tc, test_codec_roundtrip_keyed);
+	tcase_add_test(tc, test_codec_keyed_truncations_and_flips);
+	tcase_add_test(tc, test_codec_old_commit_has_no_key);
+	tcase_add_test(tc, test_codec_bad_idem_extension);
+	tcase_add_test(tc, test_idem_valid);
+	tcase_add_test_raise_signal(tc, test_encode_refuses_bad_key, SIGABRT);
+	tcase_add_test_raise_signal(tc, test_encode_refuses_idem_without_key, SIGABRT);
+	tcase_add_test(tc, test_record_copy_keyed_is_deep);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("idempotency log");
+	tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_idem_done_keeps_key);
+	tcase_add_test(tc, test_idem_done_after_ttl_forgets);
+	tcase_add_test(tc, test_idem_expiry_frees_segments);
+	tcase_add_test(tc, test_idem_replay_records);
+	tcase_add_test(tc, test_idem_torn_tail_and_damage);
+	tcase_add_test(tc, test_idem_carried_forward);
+	tcase_add_test(tc, test_idem_no_endless_carry);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1055,6 +1055,92 @@ START_TEST(test_check_log)
 }
 END_TEST
 
+/* 6. Idempotency-Keys in the log: check-log describes keyed COMMITs and
+ * IDEM records and counts the remembered keys (saying which are past the
+ * ttl); status and resolve do not count them as undecided work. */
+START_TEST(test_check_log_idempotency)
+{
+	char dir[TL_PATH_MAX + 64], name[32], seg[TL_PATH_MAX + 64], err[RC_ERR];
+	static uint8_t buf[8192];
+	uint8_t fp[DLOG_IDEM_FP_LEN];
+	DlogBranchRef br[2];
+	DlogIdem ix, iy, iz;
+	TlDaemon d;
+	RcResult r;
+	size_t len = 0;
+	int64_t now = now_wall_ms();
+
+	ck_assert(tl_fmt(dir, sizeof dir, "%s/log-cl-idem", rc_env.tmpdir));
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	if (!tl_daemon_configure(&d, &rc_env, dir, "cl-idem", err, sizeof err))
+		ck_abort_msg("%s", err);
+	memset(br, 0, sizeof br);
+	snprintf(br[0].name, sizeof br[0].name, "bank_a");
+	br[1].index = 1;
+	snprintf(br[1].name, sizeof br[1].name, "bank_b");
+	memset(fp, 0x5c, sizeof fp);
+	memset(&ix, 0, sizeof ix);
+	snprintf(ix.key, sizeof ix.key, "order-x");
+	memcpy(ix.fingerprint, fp, sizeof fp);
+	ix.status = 200;
+	ix.response = "{\"status\":\"committed\"}";
+	ix.response_len = (uint32_t)strlen(ix.response);
+	iy = ix;
+	snprintf(iy.key, sizeof iy.key, "order-y");
+	iz = ix;
+	snprintf(iz.key, sizeof iz.key, "order-z");
+
+	/* txn 0x500: keyed COMMIT, then DONE (finished, remembered); 0x501: a
+	 * carried-forward key; 0x502: one from 2023, long expired. */
+	DlogRecord x = {
+	    .type = DLOG_COMMIT, .txn_id = 0x500, .wall_ms = now, .nbranches = 2, .branches = br, .idem = &ix};
+	DlogRecord xd = {.type = DLOG_DONE, .txn_id = 0x500};
+	DlogRecord y = {.type = DLOG_IDEM, .txn_id = 0x501, .wall_ms = now, .idem = &iy};
+	DlogRecord z = {.type = DLOG_IDEM, .txn_id = 0x502, .wall_ms = 1700000000000LL, .idem = &iz};
+	len += dlog_encode(&x, buf + len);
+	len += dlog_encode(&xd, buf + len);
+	len += dlog_encode(&y, buf + len);
+	len += dlog_encode(&z, buf + len);
+	dlog_segment_file_name(name, sizeof name, 1);
+	ck_assert(tl_fmt(seg, sizeof seg, "%s/%s", dir, name));
+	rc_write_file(seg, buf, len, false);
+
+	rc_run(&r, d.conf_path, "check-log", "--verbose", NULL);
+	ck_assert_msg(r.code == 0, "check-log: %d\n%s%s", r.code, r.out, r.err);
+	rc_assert_line(r.out, "0000000000000500", "COMMIT", "key \"order-x\" -> 200, 22 response bytes");
+	rc_assert_line(r.out, "0000000000000501", "IDEM", "key \"order-y\"");
+	rc_assert_line(r.out, "0000000000000502", "IDEM", "(expired)");
+	ck_assert_msg(strstr(r.out, "1 COMMIT, 1 DONE, 0 HEURISTIC, 2 IDEM") != NULL, "counts:\n%s", r.out);
+	ck_assert_msg(strstr(r.out, "0 decided transactions wait for their DONE") != NULL, "live:\n%s", r.out);
+	ck_assert_msg(strstr(r.out, "3 finished transactions' Idempotency-Keys are remembered (1 of them past") != NULL,
+	              "keys:\n%s", r.out);
+	ck_assert(strstr(r.out, "clean") != NULL);
+	rc_free(&r);
+
+	/* status: the keys are no work (read-only: it reports all three). */
+	rc_run(&r, d.conf_path, "status", NULL);
+	ck_assert_msg(strstr(r.out, "0 decided transactions not yet done") != NULL, "status:\n%s%s", r.out, r.err);
+	ck_assert_msg(strstr(r.out, "Idempotency-Keys of 3 finished transactions") != NULL, "status:\n%s", r.out);
+	ck_assert(strstr(r.out, "wait only for their DONE") == NULL);
+	rc_free(&r);
+	rc_run(&r, d.conf_path, "status", "--json", NULL);
+	ck_assert_msg(strstr(r.out, "\"idem_keys\": 3") != NULL && strstr(r.out, "\"live_commits\": 0") != NULL,
+	              "status --json:\n%s", r.out);
+	rc_free(&r);
+
+	/* resolve (the lock, the configured ttl): nothing to settle; the
+	 * expired key is forgotten, the others stay, so segment 1 stays. */
+	rc_run(&r, d.conf_path, "resolve", NULL);
+	ck_assert_msg(strstr(r.out, "0 decided transactions not yet done") != NULL, "resolve:\n%s%s", r.out, r.err);
+	rc_free(&r);
+	ck_assert_int_eq(access(seg, F_OK), 0);
+	rc_run(&r, d.conf_path, "check-log", NULL);
+	ck_assert_int_eq(r.code, 0);
+	ck_assert_msg(strstr(r.out, "3 finished transactions' Idempotency-Keys are remembered") != NULL, "%s", r.out);
+	rc_free(&r);
+}
+END_TEST
+
 /* Usage: --help everywhere, clear errors, exit 2. */
 START_TEST(test_usage)
 {
@@ -1148,6 +1234,7 @@ int main(void)
 	RC_CASE(s, participant_removed_from_config);
 	RC_CASE(s, participant_down);
 	RC_CASE(s, check_log);
+	RC_CASE(s, check_log_idempotency);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
