@@ -24,6 +24,7 @@
 #include "http_server.h"
 #include "log.h"
 #include "request.h"
+#include "sha256.h"
 
 #define PROBLEM_BASE "https://twopc.dev/problems/"
 
@@ -141,15 +142,14 @@ static void on_protocol_error(HttpRequest *req, int status, const char *slug, co
 
 static void reply_committed(HttpRequest *req, Txn *t)
 {
-	json_t *body = json_object(), *branches = json_object();
+	json_t *body;
 
-	json_object_set_new(body, "id", json_string(t->id_hex));
-	json_object_set_new(body, "outcome", json_string("committed"));
-	for (size_t i = 0; i < t->nbranches; i++) {
-		Branch *b = &t->branches[i];
-		json_object_set(branches, b->name, b->results ? b->results : json_array());
+	if (t->idem_response != NULL) {
+		/* Exactly what a retry with the same key will get. */
+		send_text(req, 200, "application/json", xstrdup(t->idem_response));
+		return;
 	}
-	json_object_set_new(body, "branches", branches);
+	body = txn_result_json(t);
 	if (t->state != TXN_FINISHED)
 		json_object_set_new(body, "phase2", json_string("pending"));
 	send_json(req, 200, body, false);
@@ -208,13 +208,74 @@ static void on_txn_reply(Txn *t, void *arg)
 		reply_aborted(req, t);
 }
 
+/* Idempotency-Key (draft-ietf-httpapi-idempotency-key-header): false when
+ * the request was answered here (a replay or a refusal); otherwise *idem is
+ * the key's new in-flight entry, or NULL without a key. */
+static bool idempotency_begin(HttpApi *api, HttpRequest *req, const char *body, size_t len, IdemEntry **idem)
+{
+	const char *h = http_request_header(req, "Idempotency-Key");
+	IdemStore *store = txnmgr_idem(api->mgr);
+	char key[IDEM_KEY_MAX + 1], why[160], detail[256], retry[24];
+	uint8_t fp[IDEM_FP_LEN];
+	const char *text;
+	size_t tlen;
+
+	*idem = NULL;
+	if (h == NULL)
+		return true;
+	if (!idem_parse_key(h, key, sizeof(key), why, sizeof(why))) {
+		send_invalid(req, "header Idempotency-Key", why);
+		return false;
+	}
+	sha256(body, len, fp);
+	switch (idem_begin(store, key, fp, idem)) {
+	case IDEM_NEW:
+		return true;
+	case IDEM_REPLAY:
+		text = idem_entry_response(*idem, &tlen);
+		http_response_header(req, "Idempotent-Replayed", "true");
+		send_text(req, idem_entry_status(*idem), "application/json", xstrdup(text));
+		log_debug("http %s: Idempotency-Key replayed for transaction %016llx", http_request_peer(req),
+		          (unsigned long long)idem_entry_txn(*idem));
+		*idem = NULL;
+		return false;
+	case IDEM_IN_FLIGHT:
+		http_response_header(req, "Retry-After", "1");
+		send_problem(req, 409, "idempotency-key-in-use",
+		             "the first request with this Idempotency-Key has not finished; retry shortly", NULL);
+		return false;
+	case IDEM_MISMATCH:
+		send_problem(req, 422, "idempotency-key-mismatch",
+		             "this Idempotency-Key was already used with a different request body (compared byte for "
+		             "byte); use a new key for a new request",
+		             NULL);
+		return false;
+	case IDEM_FULL:
+		snprintf(retry, sizeof(retry), "%lld", (long long)idem_seconds_until_room(store, now_wall_ms()));
+		http_response_header(req, "Retry-After", retry);
+		snprintf(detail, sizeof(detail),
+		         "idempotency_max_bytes (%lld) is used up by keys not yet expired; retry later or without a key",
+		         (long long)api->cfg->idempotency_max_bytes);
+		send_problem(req, 503, "idempotency-store-full", detail, NULL);
+		return false;
+	}
+	return false;
+}
+
 static void handle_post_txn(HttpApi *api, HttpRequest *req)
 {
 	size_t len;
 	const char *body = http_request_body(req, &len);
 	char field[256], err[512];
 	TxnRequest treq;
+	IdemEntry *idem;
 
+	if (!idempotency_begin(api, req, body, len, &idem))
+		return;
+	if (api->draining || (int64_t)txnmgr_in_flight(api->mgr) >= api->cfg->max_in_flight) {
+		if (idem != NULL)
+			idem_release(txnmgr_idem(api->mgr), idem);
+	}
 	if (api->draining) {
 		http_response_header(req, "Retry-After", "1");
 		send_problem(req, 503, "shutting-down", "no new transactions are accepted while twopcd stops", NULL);
@@ -227,10 +288,12 @@ static void handle_post_txn(HttpApi *api, HttpRequest *req)
 		return;
 	}
 	if (!request_parse(body, len, api->cfg, &treq, field, sizeof(field), err, sizeof(err))) {
+		if (idem != NULL)
+			idem_release(txnmgr_idem(api->mgr), idem);
 		send_invalid(req, field, err);
 		return;
 	}
-	txn_begin(api->mgr, &treq, on_txn_reply, req);
+	txn_begin(api->mgr, &treq, idem, on_txn_reply, req);
 }
 
 /* ---- GET ----------------------------------------------------------------- */

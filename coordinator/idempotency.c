@@ -303,6 +303,16 @@ void idem_expire(IdemStore *s, int64_t now_wall_ms)
 	}
 }
 
+const char *idem_entry_key(const IdemEntry *e)
+{
+	return e->key;
+}
+
+const uint8_t *idem_entry_fingerprint(const IdemEntry *e)
+{
+	return e->fp;
+}
+
 int idem_entry_status(const IdemEntry *e)
 {
 	return e->status;

@@ -69,6 +69,8 @@ void idem_restore_done(IdemStore *s);
 /* Forgets finished keys whose time is up. */
 void idem_expire(IdemStore *s, int64_t now_wall_ms);
 
+const char *idem_entry_key(const IdemEntry *e);
+const uint8_t *idem_entry_fingerprint(const IdemEntry *e);
 /* A finished entry's remembered response. */
 int idem_entry_status(const IdemEntry *e);
 const char *idem_entry_response(const IdemEntry *e, size_t *len);

@@ -54,6 +54,9 @@ struct TxnMgr {
 
 	struct event *tick;
 	TxnMgrStats stats;
+
+	IdemStore *idem;
+	int64_t idem_expired_us; /* when keys were last expired */
 };
 
 static void txn_set_state(Txn *t, TxnState to);
@@ -154,6 +157,9 @@ static void txn_free(Txn *t)
 	}
 	free(t->branches);
 	request_free(&t->req);
+	if (t->idem != NULL) /* not reached in practice: replies hand it over */
+		idem_release(t->mgr->idem, t->idem);
+	free(t->idem_response);
 	free(t);
 }
 
@@ -176,6 +182,11 @@ static void txn_reply(Txn *t)
 	if (t->replied)
 		return;
 	t->replied = true;
+	if (t->idem != NULL && !t->durable) {
+		/* Aborted: nothing was committed, so a retry may run again. */
+		idem_release(t->mgr->idem, t->idem);
+		t->idem = NULL;
+	}
 	if (t->reply)
 		t->reply(t, t->reply_arg);
 }
@@ -390,6 +401,40 @@ static void on_phase1_job(PgJob *job, PgConn *conn, PgJobStatus st)
 static void on_commit_durable(void *arg);
 static void start_abort(Txn *t);
 
+json_t *txn_result_json(const Txn *t)
+{
+	json_t *body = json_object(), *branches = json_object();
+
+	json_object_set_new(body, "id", json_string(t->id_hex));
+	json_object_set_new(body, "outcome", json_string("committed"));
+	for (size_t i = 0; i < t->nbranches; i++) {
+		const Branch *b = &t->branches[i];
+		json_object_set(branches, b->name, b->results ? b->results : json_array());
+	}
+	json_object_set_new(body, "branches", branches);
+	return body;
+}
+
+/* The response a retry with the same Idempotency-Key will get; past
+ * idempotency_max_response_bytes, without the results (the record must
+ * stay small). */
+static void build_idem_response(Txn *t)
+{
+	json_t *body = txn_result_json(t);
+	char *text = json_dumps(body, JSON_COMPACT);
+
+	if (text == NULL || (int64_t)strlen(text) > t->mgr->cfg->idempotency_max_response_bytes) {
+		free(text);
+		json_object_set_new(body, "branches", json_null());
+		json_object_set_new(body, "results_omitted", json_true());
+		text = json_dumps(body, JSON_COMPACT);
+		if (text == NULL)
+			log_fatal("cannot serialise a response");
+	}
+	json_decref(body);
+	t->idem_response = text;
+}
+
 static void phase1_branch_done(Branch *b)
 {
 	Txn *t = b->txn;
@@ -408,12 +453,26 @@ static void phase1_branch_done(Branch *b)
 	FAULT_POINT(FAULT_BEFORE_LOG_COMMIT);
 	txn_set_state(t, TXN_DECIDING);
 
-	DlogRecord rec = {.type = DLOG_COMMIT, .txn_id = t->id, .wall_ms = now_wall_ms()};
+	t->decided_wall_ms = now_wall_ms();
+	DlogRecord rec = {.type = DLOG_COMMIT, .txn_id = t->id, .wall_ms = t->decided_wall_ms};
+	DlogIdem idem;
 	rec.nbranches = (uint16_t)t->nbranches;
 	rec.branches = xcalloc(t->nbranches, sizeof(DlogBranchRef));
 	for (size_t i = 0; i < t->nbranches; i++) {
 		rec.branches[i].index = (uint16_t)t->branches[i].pindex;
 		strlcpy_s(rec.branches[i].name, t->branches[i].name, sizeof(rec.branches[i].name));
+	}
+	if (t->idem != NULL) {
+		/* The key, the body's fingerprint and the response go into the
+		 * decision itself: a retry after any crash finds them. */
+		build_idem_response(t);
+		memset(&idem, 0, sizeof(idem));
+		strlcpy_s(idem.key, idem_entry_key(t->idem), sizeof(idem.key));
+		memcpy(idem.fingerprint, idem_entry_fingerprint(t->idem), sizeof(idem.fingerprint));
+		idem.status = 200;
+		idem.response = t->idem_response;
+		idem.response_len = (uint32_t)strlen(t->idem_response);
+		rec.idem = &idem;
 	}
 	/* The decision: committed once this record is on disk, not before. */
 	dlog_append_commit(t->mgr->dlog, &rec, on_commit_durable, t);
@@ -571,6 +630,12 @@ static void on_commit_durable(void *arg)
 	 * may anything say so. */
 	FAULT_POINT(FAULT_AFTER_LOG_FSYNC);
 	t->durable = true;
+	if (t->idem != NULL) {
+		/* From now on a retry replays this response. */
+		idem_finish(t->mgr->idem, t->idem, t->id, t->decided_wall_ms, 200, t->idem_response,
+		            strlen(t->idem_response));
+		t->idem = NULL;
+	}
 	txn_set_state(t, TXN_COMMITTING);
 	for (size_t i = 0; i < t->nbranches; i++) {
 		Branch *b = &t->branches[i];
@@ -612,10 +677,11 @@ static void maybe_finish(Txn *t)
 
 /* ---- entry points ---------------------------------------------------------- */
 
-Txn *txn_begin(TxnMgr *m, TxnRequest *req, TxnReplyFn reply, void *arg)
+Txn *txn_begin(TxnMgr *m, TxnRequest *req, IdemEntry *idem, TxnReplyFn reply, void *arg)
 {
 	Txn *t = txn_new(m, req->nbranches);
 
+	t->idem = idem;
 	t->req = *req;
 	memset(req, 0, sizeof(*req));
 	t->reply = reply;
@@ -762,6 +828,23 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		tick_txn(t, now);
 		t = next;
 	}
+	if (now - m->idem_expired_us >= 1000000) {
+		int64_t wall = now_wall_ms();
+		m->idem_expired_us = now;
+		idem_expire(m->idem, wall);
+		dlog_expire_idempotency(m->dlog, wall);
+	}
+}
+
+/* Startup: every key the log remembers, finished or not (a COMMIT whose
+ * phase 2 was cut short is decided all the same). */
+static void restore_key(const DlogRecord *rec, bool finished, void *arg)
+{
+	TxnMgr *m = arg;
+
+	(void)finished;
+	idem_restore(m->idem, rec->idem->key, rec->idem->fingerprint, rec->txn_id, rec->wall_ms, rec->idem->status,
+	             rec->idem->response, rec->idem->response_len, now_wall_ms());
 }
 
 TxnMgr *txnmgr_new(struct event_base *base, const Config *cfg, Dlog *dlog, Pool **pools, uint64_t first_id)
@@ -775,7 +858,15 @@ TxnMgr *txnmgr_new(struct event_base *base, const Config *cfg, Dlog *dlog, Pool 
 	idmap_init(&m->inflight);
 	idmap_init(&m->recent);
 	m->recent_ring = xcalloc(RECENT_OUTCOMES, sizeof(uint64_t));
+	m->idem = idem_new(cfg->idempotency_ttl_s * 1000, cfg->idempotency_max_bytes);
+	dlog_foreach_idempotent(dlog, restore_key, m);
+	idem_restore_done(m->idem);
 	return m;
+}
+
+IdemStore *txnmgr_idem(TxnMgr *m)
+{
+	return m->idem;
 }
 
 void txnmgr_start(TxnMgr *m)
@@ -807,6 +898,7 @@ void txnmgr_free(TxnMgr *m)
 	idmap_free(&m->inflight);
 	idmap_free(&m->recent);
 	free(m->recent_ring);
+	idem_free(m->idem);
 	free(m);
 }
 

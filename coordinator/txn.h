@@ -31,6 +31,7 @@
 #include "config.h"
 #include "decision_log.h"
 #include "gid.h"
+#include "idempotency.h"
 #include "idmap.h"
 #include "pg_conn.h"
 #include "pool.h"
@@ -126,6 +127,13 @@ struct Txn {
 	void *reply_arg;
 	bool replied;
 
+	/* With an Idempotency-Key: the key's entry while it is ours (in flight;
+	 * handed to the table on commit, released on abort), and the committed
+	 * response, written into the COMMIT record and replayed to retries. */
+	IdemEntry *idem;
+	char *idem_response;
+	int64_t decided_wall_ms;
+
 	Txn *prev, *next; /* in-flight list */
 };
 
@@ -143,9 +151,16 @@ void txnmgr_free(TxnMgr *m);
 /* Starts the periodic housekeeping timer. */
 void txnmgr_start(TxnMgr *m);
 
-/* Takes ownership of req. reply(txn, arg) runs once, from the event loop,
- * when the outcome is known (never from inside this call). */
-Txn *txn_begin(TxnMgr *m, TxnRequest *req, TxnReplyFn reply, void *arg);
+/* Takes ownership of req and of idem (an in-flight Idempotency-Key entry
+ * or NULL). reply(txn, arg) runs once, from the event loop, when the
+ * outcome is known (never from inside this call). */
+Txn *txn_begin(TxnMgr *m, TxnRequest *req, IdemEntry *idem, TxnReplyFn reply, void *arg);
+
+/* The committed response: {"id", "outcome": "committed", "branches"}. */
+json_t *txn_result_json(const Txn *t);
+
+/* The Idempotency-Key table (loop thread). */
+IdemStore *txnmgr_idem(TxnMgr *m);
 
 /* Resumes phase 2 of a decided transaction found in the log (recovery). */
 void txn_resume_commit(TxnMgr *m, const DlogRecord *rec);

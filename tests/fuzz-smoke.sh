@@ -1,6 +1,6 @@
 #!/bin/sh
 # fuzz-smoke: the libFuzzer harnesses as a `make check` smoke test. Runs
-# tests/fuzz_request and tests/fuzz_dlog for a fixed number of executions
+# tests/fuzz_request, tests/fuzz_dlog and tests/fuzz_http for a fixed number of executions
 # (FUZZ_SMOKE_RUNS, default 20000; fixed seed) over their seed corpus and
 # every kept regression input (tests/fuzz/regressions/NAME), and prints a
 # Check-style summary line, one check per harness, for scripts/test.
@@ -15,10 +15,10 @@ if [ "${TWOPC_FUZZER_AVAILABLE:-no}" != yes ]; then
     echo "fuzz-smoke: skip: no clang that links -fsanitize=fuzzer (Debian: clang libclang-rt-14-dev; then re-run ./configure)"
     exit 77
 fi
-if [ ! -x "$build/tests/fuzz_request" ] || [ ! -x "$build/tests/fuzz_dlog" ]; then
+if [ ! -x "$build/tests/fuzz_request" ] || [ ! -x "$build/tests/fuzz_dlog" ] || [ ! -x "$build/tests/fuzz_http" ]; then
     ${MAKE:-make} -C "$build" fuzz-build >&2 || {
         echo "fuzz-smoke: make fuzz-build failed"
-        echo "0%: Checks: 2, Failures: 0, Errors: 2"
+        echo "0%: Checks: 3, Failures: 0, Errors: 3"
         exit 1
     }
 fi
@@ -27,7 +27,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/twopc-fuzz-smoke.XXXXXX") || exit 1
 trap 'rm -rf "$work"' EXIT
 
 checks=0 failures=0
-for h in request dlog; do
+for h in request dlog http; do
     checks=$((checks + 1))
     mkdir -p "$work/$h/corpus" "$work/$h/artifacts"
     rc=0

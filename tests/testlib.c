@@ -707,6 +707,20 @@ bool tl_daemon_set(TlDaemon *d, const char *key, const char *value, char *err, s
 	text[len] = '\0';
 	fclose(f);
 	f = NULL;
+	/* Drop an earlier setting of the key (twopcd refuses duplicates). */
+	{
+		size_t kl = strlen(key);
+		char *line = text;
+		while (line != NULL && *line != '\0') {
+			char *eol = strchr(line, '\n');
+			if (strncmp(line, key, kl) == 0 && (line[kl] == ' ' || line[kl] == '=')) {
+				size_t ll = eol ? (size_t)(eol - line) + 1 : strlen(line);
+				memmove(line, line + ll, strlen(line + ll) + 1);
+				continue;
+			}
+			line = eol ? eol + 1 : NULL;
+		}
+	}
 	at = strstr(text, "[coordinator]\n");
 	if (at == NULL) {
 		tl_seterr(err, errlen, "%s: no [coordinator] section", d->conf_path);

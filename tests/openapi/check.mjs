@@ -6,8 +6,10 @@
 // responses (validate.mjs selfTest), then validates every response recorded
 // in the trace files. Ends with a line in Check's format,
 //     100%: Checks: N, Failures: F, Errors: 0
-// where N = responses validated + 1 (the lint) + 1 (the self-test), so that
-// scripts/test counts it like the Check programs.
+// where N = 1 (the lint) + 1 (the self-test) + 1 per trace file (one test
+// program's responses, all of which must validate), so that scripts/test
+// counts it like the Check programs. The number of responses is printed
+// above it.
 // Exit status: 0 all good; 1 something failed; 77 (automake's SKIP) when
 // lint and self-test passed but the trace holds no response.
 
@@ -77,7 +79,10 @@ let validated = 0;
 let bad = 0;
 const byKind = new Map();
 const byFailure = new Map();
+let files = 0;
+let badFiles = 0;
 for (const file of opts.traces) {
+	const badBefore = bad;
 	if (!existsSync(file)) {
 		console.log(`openapi-check: ${file}: no trace: that program got no HTTP response (it skipped, or made no request)`);
 		continue;
@@ -110,9 +115,11 @@ for (const file of opts.traces) {
 			for (const e of errs) console.log(`    ${e}`);
 		}
 	});
+	files++;
+	if (bad > badBefore) badFiles++;
 }
-checks += validated;
-failures += bad;
+checks += files;
+failures += badFiles;
 
 console.log(`openapi-check: ${validated} response(s) validated against ${opts.spec}:`);
 for (const [k, n] of [...byKind].sort()) console.log(`  ${String(n).padStart(6)}  ${k}`);
