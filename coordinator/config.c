@@ -327,8 +327,19 @@ static int config_ini_handler(void *user, const char *section, const char *name,
 		if (keys[ki].section == kind && strcmp(keys[ki].name, name) == 0)
 			break;
 	}
-	if (ki == ARRAY_LEN(keys))
+	if (ki == ARRAY_LEN(keys)) {
+		/* Keys are one word. More is a line that lost its '=' (libinih
+		 * then takes the text up to a later '=' as the name), and that
+		 * text may be part of a conninfo: show the first word only. */
+		size_t w = strcspn(name, " \t");
+		if (name[w] != '\0') {
+			char first[64];
+			snprintf(first, sizeof(first), "%.*s", (int)(w < 40 ? w : 40), name);
+			return fail(ctx, "[%s]: unknown key '%s ...': a key is one word; is an '=' missing?", secname,
+			            first);
+		}
 		return fail(ctx, "[%s]: unknown key '%s'", secname, name);
+	}
 
 	bool *seen = kind == SEC_COORDINATOR ? &ctx->coord_seen[ki] : &ctx->part_seen[ctx->cur->index][ki];
 	if (*seen)
@@ -491,6 +502,40 @@ const ParticipantConfig *config_find_participant(const Config *cfg, const char *
 			return &cfg->participants[i];
 	}
 	return NULL;
+}
+
+void config_redact_conninfo(const char *conninfo, char *buf, size_t len)
+{
+	/* An allow-list: whatever libpq learns to accept later (a new secret
+	 * among them) stays out. */
+	static const char *const shown[] = {"host", "hostaddr", "port", "dbname", "user", "service", "sslmode"};
+	PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
+	size_t used = 0;
+
+	if (len == 0)
+		return;
+	buf[0] = '\0';
+	if (opts == NULL) {
+		snprintf(buf, len, "(invalid conninfo)");
+		return;
+	}
+	for (size_t i = 0; i < ARRAY_LEN(shown); i++) {
+		for (PQconninfoOption *o = opts; o->keyword; o++) {
+			if (strcmp(o->keyword, shown[i]) != 0 || o->val == NULL || o->val[0] == '\0')
+				continue;
+			/* Quoted as in a conninfo when it holds blanks or quotes. */
+			bool quote = o->val[strcspn(o->val, " \t'\\")] != '\0';
+			if (used < len)
+				used += (size_t)snprintf(buf + used, len - used, "%s%s=%s", used ? " " : "", o->keyword,
+				                         quote ? "'" : "");
+			for (const char *c = o->val; *c && used < len; c++)
+				used += (size_t)snprintf(buf + used, len - used, "%s%c",
+				                         quote && (*c == '\'' || *c == '\\') ? "\\" : "", *c);
+			if (quote && used < len)
+				used += (size_t)snprintf(buf + used, len - used, "'");
+		}
+	}
+	PQconninfoFree(opts);
 }
 
 void config_print_reference(void)

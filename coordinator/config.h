@@ -67,6 +67,12 @@ void config_free(Config *cfg);
 
 const ParticipantConfig *config_find_participant(const Config *cfg, const char *name);
 
+/* A conninfo as messages may show it: only host, hostaddr, port, dbname,
+ * user, service and sslmode, e.g. "host=db1 port=5432 dbname=bank user=app".
+ * Never the password, nor anything else of the string; works for key=value
+ * strings and postgresql:// URIs. Never print a conninfo any other way. */
+void config_redact_conninfo(const char *conninfo, char *buf, size_t len);
+
 /* Prints the key reference (used by --help). */
 void config_print_reference(void);
 

@@ -24,13 +24,16 @@ PGconn *participant_connect(const ParticipantConfig *pc, int timeout_s, char *er
 	/* twopcd or twopc-recover, as pg_stat_activity should show it. */
 	const char *vals[] = {tmo, program_invocation_short_name, pc->conninfo, NULL};
 	PGconn *c;
-	char msg[256];
+	char msg[256], target[256];
 
 	snprintf(tmo, sizeof(tmo), "%d", timeout_s);
 	c = PQconnectdbParams(keys, vals, 1);
 	if (c == NULL || PQstatus(c) != CONNECTION_OK) {
+		/* libpq's message names the server, not the database or role;
+		 * the redacted conninfo adds them, without the password. */
 		first_line(msg, sizeof(msg), c ? PQerrorMessage(c) : "out of memory");
-		errf(err, errlen, "cannot connect: %s", msg);
+		config_redact_conninfo(pc->conninfo, target, sizeof(target));
+		errf(err, errlen, "cannot connect (%s): %s", target, msg);
 		PQfinish(c);
 		return NULL;
 	}

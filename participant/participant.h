@@ -23,7 +23,8 @@ typedef struct PreparedXact {
 	int64_t xid_age; /* how far it holds back the xmin horizon */
 } PreparedXact;
 
-/* Connects with a timeout; the error never contains the conninfo. */
+/* Connects with a timeout; the error names the target by
+ * config_redact_conninfo(), never by the conninfo itself. */
 PGconn *participant_connect(const ParticipantConfig *pc, int timeout_s, char *err, size_t errlen);
 
 /* Connects and checks max_prepared_transactions > 0. On success `info`

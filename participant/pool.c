@@ -15,6 +15,7 @@
 
 #include <event2/event.h>
 
+#include "config.h"
 #include "log.h"
 
 #define CONNECT_TIMEOUT_US   (5 * 1000000LL)
@@ -24,6 +25,7 @@ struct Pool {
 	struct event_base *base;
 	char *name;
 	char *conninfo;
+	char target[256]; /* the conninfo for the log: config_redact_conninfo() */
 	char *appname;
 	int size;
 
@@ -119,7 +121,7 @@ static void mark_failure(Pool *p, const char *why)
 		/* Logged on the transition only: a down participant is probed
 		 * twice a second and must not flood the log. */
 		p->reachable = false;
-		log_part(LOG_WARNING, p->name, "unreachable: %s", why);
+		log_part(LOG_WARNING, p->name, "unreachable (%s): %s", p->target, why);
 	}
 }
 
@@ -129,7 +131,7 @@ static void on_connected(PgConn *conn, void *arg)
 	list_remove(&p->connecting, conn);
 	p->nconnecting--;
 	if (!p->reachable)
-		log_part(LOG_INFO, p->name, "connected: participant reachable");
+		log_part(LOG_INFO, p->name, "connected (%s): participant reachable", p->target);
 	p->reachable = true;
 	list_push(&p->idle, conn);
 	p->nidle++;
@@ -182,6 +184,7 @@ Pool *pool_new(struct event_base *base, const char *name, const char *conninfo, 
 	p->base = base;
 	p->name = xstrdup(name);
 	p->conninfo = xstrdup(conninfo);
+	config_redact_conninfo(conninfo, p->target, sizeof(p->target));
 	p->size = size;
 	p->reachable = true; /* until a connection attempt says otherwise */
 	p->ev_dispatch = event_new(base, -1, 0, on_dispatch, p);

@@ -643,6 +643,55 @@ START_TEST(test_bad_log_level)
 }
 END_TEST
 
+/* A line that lost its '=' makes libinih take everything up to a later
+ * '=' as the key's name: the message must not quote that text. */
+START_TEST(test_unknown_key_hides_the_rest_of_the_line)
+{
+	char err[1024];
+
+	load_bad(COORD_OK PART_OK "user app password s3cret dbname = bank\n", err, sizeof(err));
+	ck_assert_contains(err, NAME ":6:");
+	ck_assert_contains(err, "unknown key 'user ...'");
+	ck_assert_contains(err, "'=' missing");
+	ck_assert_msg(strstr(err, "s3cret") == NULL, "password leaked into the message: %s", err);
+}
+END_TEST
+
+/* The one way a conninfo reaches a message: host, port, dbname, user (and
+ * hostaddr, service, sslmode); never the password, from key=value strings
+ * and URIs alike; nothing else (a passfile's path, say). */
+START_TEST(test_redact_conninfo)
+{
+	static const struct {
+		const char *in, *want;
+	} cases[] = {
+	    {"host=db1 port=5433 dbname=bank user=app password=s3cret", "host=db1 port=5433 dbname=bank user=app"},
+	    {"password=s3cret dbname=bank", "dbname=bank"},
+	    {"host=db1 dbname=bank user=app password='s3cret with blanks' sslmode=verify-full sslrootcert=/etc/ca.crt",
+	     "host=db1 dbname=bank user=app sslmode=verify-full"},
+	    {"host=db1 dbname=bank passfile=/home/s3cret/.pgpass", "host=db1 dbname=bank"},
+	    {"postgresql://app:s3cret@db2:5434/ledger?sslmode=require",
+	     "host=db2 port=5434 dbname=ledger user=app sslmode=require"},
+	    {"postgresql://app@db2/ledger?password=s3cret", "host=db2 dbname=ledger user=app"},
+	    {"hostaddr=10.0.0.1 dbname='my db' user=o\\'k password=s3cret",
+	     "hostaddr=10.0.0.1 dbname='my db' user='o\\'k'"},
+	    {"service=ledger password=s3cret", "service=ledger"},
+	    {"host=x password=s3cret dbname", "(invalid conninfo)"},
+	};
+	char buf[256], tiny[12];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		config_redact_conninfo(cases[i].in, buf, sizeof(buf));
+		ck_assert_msg(strcmp(buf, cases[i].want) == 0, "redact(%s) = \"%s\", want \"%s\"", cases[i].in, buf,
+		              cases[i].want);
+		ck_assert_msg(strstr(buf, "s3cret") == NULL, "password leaked: %s", buf);
+	}
+	/* Cut short, still terminated. */
+	config_redact_conninfo(cases[0].in, tiny, sizeof(tiny));
+	ck_assert_str_eq(tiny, "host=db1 po");
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
 	Suite *s = suite_create("config");
@@ -661,6 +710,7 @@ static Suite *config_suite(void)
 
 	tc = tcase_create("bad");
 	tcase_add_test(tc, test_unknown_key);
+	tcase_add_test(tc, test_unknown_key_hides_the_rest_of_the_line);
 	tcase_add_test(tc, test_unknown_section);
 	tcase_add_test(tc, test_empty_sections_are_not_ignored);
 	tcase_add_test(tc, test_duplicate_key);
@@ -682,6 +732,10 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_key_outside_section);
 	tcase_add_test(tc, test_empty_log_dir);
 	tcase_add_test(tc, test_bad_log_level);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("redact");
+	tcase_add_test(tc, test_redact_conninfo);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -153,7 +153,7 @@ static char *rc_read_file(const char *path)
 static void rc_run(RcResult *r, const char *conf, ...)
 {
 	const char *argv[32];
-	char bin[TL_PATH_MAX + 32], outp[TL_PATH_MAX + 32], errp[TL_PATH_MAX + 32], cmd[1024] = "";
+	char bin[TL_PATH_MAX + 32], outp[TL_PATH_MAX + 32], errp[TL_PATH_MAX + 32], cmd[1024] = "", san[256];
 	int argc = 0, status = 0;
 	size_t cl = 0;
 	va_list ap;
@@ -209,6 +209,8 @@ static void rc_run(RcResult *r, const char *conf, ...)
 	/* The transcript goes to the test log: what an operator would see. */
 	fprintf(stderr, "$ twopc-recover%s  => exit %d\n%s%s%s", cmd, r->code, r->out, r->err[0] ? "[stderr]\n" : "",
 	        r->err);
+	/* Under the sanitizers: a report fails the test, whatever the exit status. */
+	ck_assert_msg(!tl_sanitizer_report(r->err, san, sizeof san), "twopc-recover%s: sanitizer report: %s", cmd, san);
 }
 
 static void rc_free(RcResult *r)

@@ -219,7 +219,7 @@ static void fc_grep_log(const char *needle, int max)
 /*
  * Runs ARGV with stdout and stderr appended to OUT_PATH, for at most
  * TIMEOUT_MS (then SIGKILL). *STATUS gets the wait status. False when it
- * could not run or took too long.
+ * could not run, took too long or printed a sanitizer report.
  */
 static bool fc_run(const char *const argv[], const char *out_path, int timeout_ms, int *status, char *err,
                    size_t errlen)
@@ -251,8 +251,16 @@ static bool fc_run(const char *const argv[], const char *out_path, int timeout_m
 	for (;;) {
 		pid_t r = waitpid(pid, status, WNOHANG);
 
-		if (r == pid)
-			return true;
+		if (r == pid) {
+			char what[256];
+
+			/* under the sanitizers: a report fails the run, whatever the exit status */
+			if (!tl_sanitizer_report_in_file(out_path, what, sizeof what))
+				return true;
+			snprintf(err, errlen, "%s printed a sanitizer report (output in %s): %s", argv[0], out_path,
+			         what);
+			return false;
+		}
 		if (r < 0 && errno != EINTR) {
 			snprintf(err, errlen, "waitpid: %s", strerror(errno));
 			return false;

@@ -856,6 +856,19 @@ bool tl_daemon_start(TlDaemon *d, const char *fault, char *err, size_t errlen)
 	return true;
 }
 
+/* Fails when the daemon's log holds a sanitizer report. */
+static bool tl_daemon_check_log(const TlDaemon *d, char *err, size_t errlen)
+{
+	char what[256];
+
+	if (!tl_sanitizer_report_in_file(d->log_path, what, sizeof what))
+		return true;
+	fprintf(stderr, "testlib: a sanitizer report in %s:\n", d->log_path);
+	tl_daemon_print_log_tail(d, 60);
+	tl_seterr(err, errlen, "twopcd's log %s holds a sanitizer report: %s", d->log_path, what);
+	return false;
+}
+
 bool tl_daemon_wait_exit(TlDaemon *d, int timeout_ms, int *wstatus, char *err, size_t errlen)
 {
 	int64_t deadline = tl_now_ms() + timeout_ms;
@@ -884,15 +897,37 @@ bool tl_daemon_wait_exit(TlDaemon *d, int timeout_ms, int *wstatus, char *err, s
 	d->pid = 0;
 	if (wstatus != NULL)
 		*wstatus = status;
-	return true;
+	return tl_daemon_check_log(d, err, errlen);
 }
 
 bool tl_daemon_kill(TlDaemon *d, char *err, size_t errlen)
 {
 	int status;
+	char stbuf[64];
+	pid_t r;
 
 	if (d->pid <= 0)
-		return true;
+		return tl_daemon_check_log(d, err, errlen);
+	/* Dead already? A fault point kills with SIGKILL and SIGTERM ends it
+	 * with 0; anything else (abort, SIGSEGV, a sanitizer's exit) is a
+	 * crash the test did not ask for. */
+	r = tl_waitpid(d->pid, &status, WNOHANG);
+	if (r == d->pid) {
+		d->pid = 0;
+		if (!(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) &&
+		    !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+			if (!tl_daemon_check_log(d, err, errlen))
+				return false;
+			tl_describe_status(status, stbuf, sizeof stbuf);
+			fprintf(stderr, "testlib: twopcd died before the test stopped it (%s)\n",
+				stbuf);
+			tl_daemon_print_log_tail(d, 30);
+			tl_seterr(err, errlen, "twopcd died before the test stopped it (%s); log %s",
+				  stbuf, d->log_path);
+			return false;
+		}
+		return tl_daemon_check_log(d, err, errlen);
+	}
 	if (kill(d->pid, SIGKILL) != 0 && errno != ESRCH) {
 		tl_seterr(err, errlen, "kill %d: %s", (int)d->pid, strerror(errno));
 		return false;
@@ -902,7 +937,7 @@ bool tl_daemon_kill(TlDaemon *d, char *err, size_t errlen)
 		return false;
 	}
 	d->pid = 0;
-	return true;
+	return tl_daemon_check_log(d, err, errlen);
 }
 
 bool tl_daemon_restart(TlDaemon *d, const char *fault, char *err, size_t errlen)
@@ -953,6 +988,216 @@ void tl_print_file_tail(const char *path, int lines)
 void tl_daemon_print_log_tail(const TlDaemon *d, int lines)
 {
 	tl_print_file_tail(d->log_path, lines);
+}
+
+/* --------------------------------------------------------- other programs */
+
+/* What ASan, LSan and UBSan print; none of it appears in a healthy log. */
+static const char *const tl_sanitizer_markers[] = {
+	"ERROR: AddressSanitizer",
+	"AddressSanitizer:DEADLYSIGNAL",
+	"ERROR: LeakSanitizer",
+	"runtime error:", /* UBSan */
+	"SUMMARY: UndefinedBehaviorSanitizer",
+};
+
+static bool tl_sanitizer_find(const char *buf, size_t len, char *what, size_t whatlen)
+{
+	const char *first = NULL;
+	const char *b, *e;
+	size_t i;
+
+	for (i = 0; i < sizeof tl_sanitizer_markers / sizeof tl_sanitizer_markers[0]; i++) {
+		const char *m = memmem(buf, len, tl_sanitizer_markers[i],
+				       strlen(tl_sanitizer_markers[i]));
+
+		if (m != NULL && (first == NULL || m < first))
+			first = m;
+	}
+	if (first == NULL)
+		return false;
+	for (b = first; b > buf && b[-1] != '\n'; b--)
+		;
+	e = memchr(first, '\n', len - (size_t)(first - buf));
+	if (e == NULL)
+		e = buf + len;
+	if (what != NULL && whatlen > 0)
+		snprintf(what, whatlen, "%.*s", (int)(e - b), b);
+	return true;
+}
+
+bool tl_sanitizer_report(const char *text, char *what, size_t whatlen)
+{
+	return text != NULL && tl_sanitizer_find(text, strlen(text), what, whatlen);
+}
+
+bool tl_sanitizer_report_in_file(const char *path, char *what, size_t whatlen)
+{
+	enum { CHUNK = 1 << 16, KEEP = 512 }; /* KEEP: a report's line cut by a chunk's end */
+	char *buf = NULL;
+	size_t have = 0;
+	bool found = false;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return false;
+	buf = malloc(CHUNK + KEEP);
+	if (buf == NULL) {
+		close(fd);
+		return false;
+	}
+	for (;;) {
+		ssize_t n = read(fd, buf + have, CHUNK);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		have += (size_t)n;
+		if (tl_sanitizer_find(buf, have, what, whatlen)) {
+			found = true;
+			break;
+		}
+		if (have > KEEP) {
+			memmove(buf, buf + have - KEEP, KEEP);
+			have = KEEP;
+		}
+	}
+	free(buf);
+	close(fd);
+	return found;
+}
+
+/* Reads all of FD from its start into a new NUL-terminated string. */
+static char *tl_read_fd_all(int fd)
+{
+	size_t used = 0, cap = 4096;
+	char *buf = malloc(cap);
+
+	if (buf == NULL || lseek(fd, 0, SEEK_SET) < 0) {
+		free(buf);
+		return NULL;
+	}
+	for (;;) {
+		ssize_t n;
+
+		if (cap - used < 4096 + 1) {
+			char *nbuf = realloc(buf, cap * 2);
+
+			if (nbuf == NULL) {
+				free(buf);
+				return NULL;
+			}
+			buf = nbuf;
+			cap *= 2;
+		}
+		n = read(fd, buf + used, cap - used - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			free(buf);
+			return NULL;
+		}
+		if (n == 0)
+			break;
+		used += (size_t)n;
+	}
+	buf[used] = '\0';
+	return buf;
+}
+
+bool tl_run_capture(const TlEnv *env, const char *const argv[], int timeout_ms, TlRunResult *r,
+		    char *err, size_t errlen)
+{
+	char outp[TL_PATH_MAX], errp[TL_PATH_MAX], what[256], stbuf[64];
+	int64_t deadline = tl_now_ms() + timeout_ms;
+	int fo = -1, fe = -1, status = 0;
+	bool ok = false;
+	pid_t pid;
+
+	memset(r, 0, sizeof *r);
+	if (!tl_fmt(outp, sizeof outp, "%s/run-XXXXXX", env->tmpdir) ||
+	    !tl_fmt(errp, sizeof errp, "%s/run-XXXXXX", env->tmpdir)) {
+		tl_seterr(err, errlen, "temporary directory path too long");
+		return false;
+	}
+	fo = mkstemp(outp);
+	fe = fo < 0 ? -1 : mkstemp(errp);
+	if (fo < 0 || fe < 0) {
+		tl_seterr(err, errlen, "mkstemp in %s: %s", env->tmpdir, strerror(errno));
+		goto done;
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		tl_seterr(err, errlen, "fork: %s", strerror(errno));
+		goto done;
+	}
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_RDONLY);
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (devnull >= 0)
+			dup2(devnull, 0);
+		dup2(fo, 1);
+		dup2(fe, 2);
+		execvp(argv[0], (char *const *)argv);
+		dprintf(2, "testlib: exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	for (;;) {
+		pid_t w = tl_waitpid(pid, &status, WNOHANG);
+
+		if (w == pid)
+			break;
+		if (w < 0) {
+			tl_seterr(err, errlen, "waitpid: %s", strerror(errno));
+			goto done;
+		}
+		if (tl_now_ms() >= deadline) {
+			kill(pid, SIGKILL);
+			(void)tl_waitpid(pid, &status, 0);
+			tl_seterr(err, errlen, "%s: still running after %d ms", argv[0],
+				  timeout_ms);
+			goto done;
+		}
+		tl_sleep_ms(10);
+	}
+	r->code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	r->signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+	r->out = tl_read_fd_all(fo);
+	r->err = tl_read_fd_all(fe);
+	if (r->out == NULL || r->err == NULL) {
+		tl_seterr(err, errlen, "reading the output of %s failed", argv[0]);
+		goto done;
+	}
+	if (tl_sanitizer_report(r->err, what, sizeof what)) {
+		tl_describe_status(status, stbuf, sizeof stbuf);
+		fprintf(stderr, "testlib: %s (%s) printed a sanitizer report:\n%s\n", argv[0], stbuf,
+			r->err);
+		tl_seterr(err, errlen, "%s: sanitizer report: %s", argv[0], what);
+		goto done;
+	}
+	ok = true;
+done:
+	if (!ok)
+		tl_run_result_free(r);
+	if (fo >= 0) {
+		close(fo);
+		unlink(outp);
+	}
+	if (fe >= 0) {
+		close(fe);
+		unlink(errp);
+	}
+	return ok;
+}
+
+void tl_run_result_free(TlRunResult *r)
+{
+	free(r->out);
+	free(r->err);
+	memset(r, 0, sizeof *r);
 }
 
 /* ------------------------------------------------------------------- HTTP */

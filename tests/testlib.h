@@ -36,6 +36,7 @@ typedef struct TlCluster TlCluster;
 typedef struct TlEnv TlEnv;
 typedef struct TlDaemon TlDaemon;
 typedef struct TlHttpResponse TlHttpResponse;
+typedef struct TlRunResult TlRunResult;
 
 /* One throwaway PostgreSQL cluster holding the database `bank`. */
 struct TlCluster {
@@ -136,10 +137,17 @@ bool tl_daemon_set(TlDaemon *d, const char *key, const char *value, char *err, s
 bool tl_daemon_start(TlDaemon *d, const char *fault, char *err, size_t errlen) TL_WUR;
 /* Polls GET /healthz until 200, the child exits, or TIMEOUT_MS passes. */
 bool tl_daemon_wait_healthy(TlDaemon *d, int timeout_ms, char *err, size_t errlen) TL_WUR;
-/* Waits for the child to exit on its own (e.g. a crash fault point). */
+/* Waits for the child to exit on its own (e.g. a crash fault point).
+ * Fails, too, when its log holds a sanitizer report. */
 bool tl_daemon_wait_exit(TlDaemon *d, int timeout_ms, int *wstatus, char *err,
 			 size_t errlen) TL_WUR;
-/* kill -9 and reap; succeeds at once when nothing runs. */
+/*
+ * kill -9 and reap. Fails (printing the log tail) when the daemon had
+ * already died in some other way than SIGKILL or exit status 0 — a crash,
+ * an abort, a sanitizer that stopped it — or when its log holds a
+ * sanitizer report (tl_sanitizer_report). With nothing running it only
+ * checks the log.
+ */
 bool tl_daemon_kill(TlDaemon *d, char *err, size_t errlen) TL_WUR;
 /* kill -9 (if running) then start again, with FAULT as for tl_daemon_start. */
 bool tl_daemon_restart(TlDaemon *d, const char *fault, char *err, size_t errlen) TL_WUR;
@@ -147,6 +155,38 @@ bool tl_daemon_restart(TlDaemon *d, const char *fault, char *err, size_t errlen)
 void tl_daemon_print_log_tail(const TlDaemon *d, int lines);
 /* Prints the last LINES lines of any file to stderr. */
 void tl_print_file_tail(const char *path, int lines);
+
+/* ---- other programs (twopcd --check, twopc-recover, openssl) ---- */
+
+/* How a program run by tl_run_capture() ended, and what it printed. */
+struct TlRunResult {
+	int code;   /* exit status, or -1 when a signal ended it */
+	int signal; /* that signal, else 0 */
+	char *out;  /* stdout, NUL-terminated, owned by the result */
+	char *err;  /* stderr */
+};
+
+/*
+ * Runs ARGV (argv[0] a path, or a name looked up in PATH) with stdin from
+ * /dev/null; stdout and stderr go through files in env->tmpdir. Returns
+ * false when it could not run, still ran after TIMEOUT_MS (it is killed),
+ * or when its stderr holds a sanitizer report: a program that reports a
+ * memory or undefined-behaviour error failed, whatever its exit status.
+ * Any exit status is success otherwise: the caller checks r->code and
+ * frees R. On failure R holds nothing to free.
+ */
+bool tl_run_capture(const TlEnv *env, const char *const argv[], int timeout_ms, TlRunResult *r,
+		    char *err, size_t errlen) TL_WUR;
+void tl_run_result_free(TlRunResult *r);
+
+/* Whether TEXT holds a report of AddressSanitizer, LeakSanitizer or UBSan
+ * (with -fno-sanitize-recover a UBSan report is fatal, but what it prints
+ * must fail the test even where the exit status is not checked). The line
+ * of the first one goes into WHAT. */
+bool tl_sanitizer_report(const char *text, char *what, size_t whatlen);
+/* The same for a file, read in pieces (a daemon's log can be large); a
+ * missing file holds no report. */
+bool tl_sanitizer_report_in_file(const char *path, char *what, size_t whatlen);
 
 /* ---- HTTP/1.1 client ---- */
 
