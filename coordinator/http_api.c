@@ -21,6 +21,7 @@
 #include <jansson.h>
 
 #include "auth.h"
+#include "dashboard_assets.h"
 #include "http_server.h"
 #include "log.h"
 #include "request.h"
@@ -433,6 +434,15 @@ static void on_request(HttpRequest *req, void *arg)
 			handle_healthz(api, req);
 		return;
 	}
+	/* ---- the dashboard's files (dashboard_assets.h): no token, they hold no data */
+	if (dashboard_has_path(path)) {
+		if (!get)
+			method_not_allowed(req, "GET");
+		else
+			dashboard_serve(req);
+		return;
+	}
+	/* ---- end of the dashboard's files */
 	if (!authorized(api, req))
 		return;
 	if (strcmp(path, "/v1/transactions") == 0) {

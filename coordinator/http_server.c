@@ -528,6 +528,7 @@ const char *http_reason_phrase(int status)
 	switch (status) {
 	case 100: return "Continue";
 	case 200: return "OK";
+	case 304: return "Not Modified";
 	case 400: return "Bad Request";
 	case 401: return "Unauthorized";
 	case 404: return "Not Found";
@@ -581,7 +582,9 @@ void http_respond(HttpRequest *req, int status, const char *content_type, const 
 	                    closing ? "Connection: close\r\n" : req->minor == 0 ? "Connection: keep-alive\r\n" : "");
 	evbuffer_add_buffer(out, req->out_headers);
 	evbuffer_add(out, "\r\n", 2);
-	if (strcmp(req->method, "HEAD") != 0)
+	/* A HEAD and a 304 carry no body; their Content-Length is that of the
+	 * body a GET or a 200 would carry (RFC 9110, 8.6). */
+	if (strcmp(req->method, "HEAD") != 0 && status != 304)
 		evbuffer_add(out, body, len);
 	c->close_after = closing;
 	c->req = NULL;

@@ -81,7 +81,8 @@ const char *http_request_peer(const HttpRequest *req);
 /* Adds a response header (copied); before http_respond(). */
 void http_response_header(HttpRequest *req, const char *name, const char *value);
 /* Sends the response and gives the request back to the server (do not use
- * it afterwards). */
+ * it afterwards). To a HEAD, and with status 304, only the headers are sent,
+ * Content-Length saying LEN. */
 void http_respond(HttpRequest *req, int status, const char *content_type, const char *body, size_t len);
 const char *http_reason_phrase(int status);
 
