@@ -84,6 +84,10 @@ static const KeyDef keys[] = {
      "a committed response larger than this is remembered without its results", C(idempotency_max_response_bytes)},
     {SEC_COORDINATOR, "auth_token_file", KT_OPT_PATH, "", 0, 0,
      "file of bearer tokens, one per line; empty: no authentication (/healthz is always open)", C(auth_token_file)},
+    {SEC_COORDINATOR, "prepared_xid_age_warning", KT_INT, "10000000", 1000, 2000000000,
+     "warn when the oldest prepared transaction on a participant is this many transaction ids old "
+     "(it holds back vacuum)",
+     C(prepared_xid_age_warning)},
     {SEC_COORDINATOR, "log_level", KT_LOG_LEVEL, "info", 0, 0, "debug, info, warning or error", 0},
     {SEC_PARTICIPANT, "conninfo", KT_CONNINFO, NULL, 0, 0, "libpq connection string; must name a dbname", P(conninfo)},
     {SEC_PARTICIPANT, "pool_size", KT_INT, "8", 1, 1000, "connections to this participant", P(pool_size)},

@@ -54,6 +54,7 @@ typedef struct Config {
 	int64_t idempotency_max_bytes;   /* memory for remembered keys and responses */
 	int64_t idempotency_max_response_bytes; /* larger responses are remembered without results */
 	char *auth_token_file;      /* NULL: no authentication */
+	int64_t prepared_xid_age_warning; /* warn when a prepared transaction is this many xids old */
 	LogLevel log_level;
 	ParticipantConfig *participants;
 	size_t nparticipants;

@@ -677,6 +677,8 @@ static uint64_t remove_dead_segments(Dlog *log, bool locked)
 	return ndead;
 }
 
+static const double records_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
+
 static Dlog *dlog_alloc(const char *dir, bool readonly)
 {
 	Dlog *log = xcalloc(1, sizeof(*log));
@@ -689,6 +691,8 @@ static Dlog *dlog_alloc(const char *dir, bool readonly)
 	idmap_init(&log->heur);
 	idmap_init(&log->idem);
 	log->idem_ttl_ms = TTL_FOREVER;
+	hist_init(&log->stats.fsync_seconds, metrics_latency_bounds, metrics_latency_nbounds);
+	hist_init(&log->stats.records_per_fsync, records_bounds, ARRAY_LEN(records_bounds));
 	return log;
 }
 
@@ -877,11 +881,14 @@ static void *log_thread_main(void *arg)
 		log->active_size += (int64_t)batch.n;
 		log->unsynced = true;
 		FAULT_POINT(FAULT_AFTER_LOG_WRITE);
+		int64_t sync_us = 0;
 		if (need_sync) {
+			int64_t t0 = now_mono_us();
 			if (fdatasync(log->fd) != 0)
 				log_fatal("decision log: fdatasync of segment %016llx failed: %s; stopping rather "
 				          "than guess what is on disk",
 				          (unsigned long long)log->active_seq, strerror(errno));
+			sync_us = now_mono_us() - t0;
 			log->unsynced = false;
 		}
 
@@ -890,6 +897,8 @@ static void *log_thread_main(void *arg)
 		if (need_sync) {
 			log->stats.fsyncs++;
 			log->stats.records_synced += comps.n;
+			hist_observe(&log->stats.fsync_seconds, sync_us / 1e6);
+			hist_observe(&log->stats.records_per_fsync, (double)comps.n);
 		}
 		Segment *seg = seg_find(log, log->active_seq);
 		seg->bytes += batch.n;

@@ -36,6 +36,7 @@
 
 #include "dlog_codec.h"
 #include "idmap.h"
+#include "metrics.h"
 #include "util.h"
 
 struct event_base;
@@ -135,6 +136,8 @@ typedef struct DlogStats {
 	uint64_t carried_forward; /* live records copied out of the oldest segment */
 	uint64_t idem_keys;       /* gauge: finished transactions whose key is remembered */
 	uint64_t idem_expired;    /* keys forgotten, their ttl over (at replay, DONE or expiry) */
+	Histogram fsync_seconds;  /* each group commit's fdatasync */
+	Histogram records_per_fsync;
 } DlogStats;
 void dlog_get_stats(Dlog *log, DlogStats *out);
 

@@ -22,6 +22,7 @@
 
 #include "auth.h"
 #include "dashboard_assets.h"
+#include "ops_api.h"
 #include "http_server.h"
 #include "log.h"
 #include "request.h"
@@ -30,6 +31,7 @@
 #define PROBLEM_BASE "https://twopc.dev/problems/"
 
 struct HttpApi {
+	OpsContext ops;
 	const Config *cfg;
 	TxnMgr *mgr;
 	Sweeper *sweeper;
@@ -167,27 +169,22 @@ static void reply_aborted(HttpRequest *req, Txn *t)
 	json_object_set_new(x, "outcome", json_string("aborted"));
 	if (participant)
 		json_object_set_new(x, "participant", json_string(participant));
+	slug = abort_reason_slug(t->reason);
 	switch (t->reason) {
 	case ABORT_STATEMENT:
-		status = 409, slug = "statement-failed";
+	case ABORT_PREPARE:
+		status = 409;
 		break;
 	case ABORT_EXPECT_ROWS:
-		status = 409, slug = "expect-rows";
+		status = 409;
 		json_object_set_new(x, "expected_rows", json_integer(t->expected_rows));
 		json_object_set_new(x, "actual_rows", json_integer(t->actual_rows));
 		break;
-	case ABORT_PREPARE:
-		status = 409, slug = "prepare-failed";
-		break;
 	case ABORT_TIMEOUT:
-		status = 504, slug = "timeout";
+		status = 504;
 		break;
-	case ABORT_SHUTDOWN:
-		status = 503, slug = "shutting-down";
-		break;
-	case ABORT_UNAVAILABLE:
 	default:
-		status = 503, slug = "participant-unavailable";
+		status = 503;
 		break;
 	}
 	if (status == 409) {
@@ -299,24 +296,29 @@ static void handle_post_txn(HttpApi *api, HttpRequest *req)
 
 /* ---- GET ----------------------------------------------------------------- */
 
+static void send_json_cb(json_t *body, void *arg)
+{
+	send_json(arg, 200, body, false);
+}
+
 static void handle_get_txn(HttpApi *api, HttpRequest *req, const char *idtext)
 {
 	uint64_t id;
-	static const char *const names[] = {
-	    [TXS_UNKNOWN] = "unknown",
-	    [TXS_IN_PROGRESS] = "in_progress",
-	    [TXS_COMMITTED] = "committed",
-	    [TXS_ABORTED] = "aborted",
-	};
 
 	if (!txn_id_parse(idtext, &id)) {
 		send_invalid(req, "id", "a transaction id is 16 lowercase hexadecimal digits");
 		return;
 	}
-	json_t *body = json_object();
-	json_object_set_new(body, "id", json_string(idtext));
-	json_object_set_new(body, "status", json_string(names[txnmgr_status(api->mgr, id)]));
-	send_json(req, 200, body, false);
+	ops_explain(&api->ops, id, send_json_cb, req);
+}
+
+static void handle_metrics(HttpApi *api, HttpRequest *req)
+{
+	size_t len;
+	char *text = ops_metrics(&api->ops, &len);
+
+	http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", text ? text : "", len);
+	free(text);
 }
 
 static void handle_healthz(HttpApi *api, HttpRequest *req)
@@ -466,11 +468,32 @@ static void on_request(HttpRequest *req, void *arg)
 			handle_sweep(api, req);
 		return;
 	}
+	if (strcmp(path, "/metrics") == 0) {
+		if (!get)
+			method_not_allowed(req, "GET");
+		else
+			handle_metrics(api, req);
+		return;
+	}
+	if (strcmp(path, "/v1/in-doubt") == 0) {
+		if (!get)
+			method_not_allowed(req, "GET");
+		else
+			ops_in_doubt(&api->ops, send_json_cb, req);
+		return;
+	}
+	if (strcmp(path, "/v1/recent-aborts") == 0) {
+		if (!get)
+			method_not_allowed(req, "GET");
+		else
+			send_json(req, 200, ops_recent_aborts(&api->ops), false);
+		return;
+	}
 	send_problem(req, 404, "not-found", "no such path; see docs/API.md", NULL);
 }
 
-HttpApi *http_api_start(struct event_base *base, const Config *cfg, TxnMgr *mgr, Sweeper *sweeper, char *err,
-                        size_t errlen)
+HttpApi *http_api_start(struct event_base *base, const Config *cfg, TxnMgr *mgr, Sweeper *sweeper, Dlog *dlog,
+                        char *err, size_t errlen)
 {
 	HttpApi *api = xcalloc(1, sizeof(*api));
 	HttpServerConfig sc = {
@@ -499,6 +522,8 @@ HttpApi *http_api_start(struct event_base *base, const Config *cfg, TxnMgr *mgr,
 		free(api);
 		return NULL;
 	}
+	api->ops = (OpsContext){.base = base, .cfg = cfg, .mgr = mgr, .sweeper = sweeper, .dlog = dlog,
+	                        .server = api->server};
 	return api;
 }
 

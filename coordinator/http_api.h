@@ -15,8 +15,8 @@ struct event_base;
 typedef struct HttpApi HttpApi;
 
 /* Binds the listen address and starts serving. */
-HttpApi *http_api_start(struct event_base *base, const Config *cfg, TxnMgr *mgr, Sweeper *sweeper, char *err,
-                        size_t errlen);
+HttpApi *http_api_start(struct event_base *base, const Config *cfg, TxnMgr *mgr, Sweeper *sweeper, Dlog *dlog,
+                        char *err, size_t errlen);
 /* Refuse new transactions (shutdown); reads keep working. */
 void http_api_drain(HttpApi *api);
 void http_api_free(HttpApi *api);

@@ -287,6 +287,8 @@ static int cmp_expiry(const void *a, const void *b)
 
 void idem_restore_done(IdemStore *s)
 {
+	if (s->nrestored == 0) /* qsort(NULL, 0, ...) is undefined */
+		return;
 	qsort(s->restored, s->nrestored, sizeof(IdemEntry *), cmp_expiry);
 	for (size_t i = 0; i < s->nrestored; i++)
 		link_expiry(s, s->restored[i]);

@@ -274,7 +274,7 @@ int main(int argc, char **argv)
 	txnmgr_start(d.mgr);
 	d.sweeper = sweeper_new(d.base, &d.cfg, d.dlog, d.mgr, d.pools);
 	sweeper_start(d.sweeper);
-	d.api = http_api_start(d.base, &d.cfg, d.mgr, d.sweeper, err, sizeof(err));
+	d.api = http_api_start(d.base, &d.cfg, d.mgr, d.sweeper, d.dlog, err, sizeof(err));
 	if (d.api == NULL) {
 		log_error("%s", err);
 		goto done;

@@ -89,7 +89,11 @@ struct Sweeper {
 
 	uint64_t foreign_seen[FOREIGN_MEMORY];
 	SweeperStats stats;
+	SweepPartReport *last;      /* the last finished sweep's reports */
+	int64_t *xid_warned_us;     /* per participant: last xmin-horizon warning */
 };
+
+#define XID_WARNING_EVERY_US (5 * 60 * 1000000LL)
 
 static void part_next(SweepPart *p);
 static void sweep_finish(Sweeper *s);
@@ -424,9 +428,27 @@ static void sweep_finish(Sweeper *s)
 	rep.heuristic_hazards = txnmgr_heuristic_hazards(s->mgr);
 	rep.duration_us = now_mono_us() - s->started_us;
 	s->stats.runs++;
+	if (s->last == NULL)
+		s->last = xcalloc(s->nparts, sizeof(SweepPartReport));
+	if (s->xid_warned_us == NULL)
+		s->xid_warned_us = xcalloc(s->nparts, sizeof(int64_t));
+	memcpy(s->last, rep.parts, s->nparts * sizeof(SweepPartReport));
 	for (size_t i = 0; i < s->nparts; i++) {
 		SweepPart *p = &s->parts[i];
 		s->stats.foreign_seen += p->rep.foreign;
+		/* A prepared transaction holds back the xmin horizon of its whole
+		 * cluster: vacuum cannot remove what died after it, and its xid
+		 * ages towards wraparound. Say so, now and then, while it lasts. */
+		if (p->rep.reachable && (int64_t)p->rep.oldest_xid_age > s->cfg->prepared_xid_age_warning &&
+		    now_mono_us() - s->xid_warned_us[i] >= XID_WARNING_EVERY_US) {
+			s->xid_warned_us[i] = now_mono_us();
+			log_part(LOG_WARNING, p->name,
+			         "the oldest prepared transaction is %llu transaction ids old (prepared %llu s ago; "
+			         "prepared_xid_age_warning is %lld): it holds back vacuum's xmin horizon; see "
+			         "GET /v1/in-doubt and twopc-recover status",
+			         (unsigned long long)p->rep.oldest_xid_age, (unsigned long long)p->rep.oldest_age_s,
+			         (long long)s->cfg->prepared_xid_age_warning);
+		}
 		if (p->rep.committed || p->rep.rolled_back)
 			log_part(LOG_INFO, p->name, "sweep %llu: %llu committed, %llu rolled back, %llu skipped",
 			         (unsigned long long)s->run, (unsigned long long)p->rep.committed,
@@ -526,6 +548,11 @@ void sweeper_request(Sweeper *s, SweepDoneFn done, void *arg)
 		event_active(s->ev_start, 0, 0);
 }
 
+const SweepPartReport *sweeper_last_report(const Sweeper *s)
+{
+	return s->last;
+}
+
 void sweeper_get_stats(const Sweeper *s, SweeperStats *out)
 {
 	*out = s->stats;
@@ -558,5 +585,7 @@ void sweeper_free(Sweeper *s)
 	event_free(s->ev_timer);
 	event_free(s->ev_watchdog);
 	event_free(s->ev_start);
+	free(s->last);
+	free(s->xid_warned_us);
 	free(s);
 }

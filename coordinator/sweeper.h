@@ -66,5 +66,8 @@ typedef struct SweeperStats {
 	uint64_t foreign_seen;
 } SweeperStats;
 void sweeper_get_stats(const Sweeper *s, SweeperStats *out);
+/* What the last finished sweep found per participant (config order), or
+ * NULL before the first one. */
+const SweepPartReport *sweeper_last_report(const Sweeper *s);
 
 #endif

@@ -57,6 +57,9 @@ struct TxnMgr {
 
 	IdemStore *idem;
 	int64_t idem_expired_us; /* when keys were last expired */
+
+	RecentAbort recent_aborts[RECENT_ABORTS]; /* a ring */
+	size_t recent_aborts_next, recent_aborts_n;
 };
 
 static void txn_set_state(Txn *t, TxnState to);
@@ -191,16 +194,92 @@ static void txn_reply(Txn *t)
 		t->reply(t, t->reply_arg);
 }
 
+static void note_abort(TxnMgr *m, const Txn *t)
+{
+	RecentAbort *a = &m->recent_aborts[m->recent_aborts_next];
+
+	m->recent_aborts_next = (m->recent_aborts_next + 1) % RECENT_ABORTS;
+	if (m->recent_aborts_n < RECENT_ABORTS)
+		m->recent_aborts_n++;
+	memset(a, 0, sizeof(*a));
+	a->id = t->id;
+	a->wall_ms = now_wall_ms();
+	a->reason = t->reason;
+	if (t->fail_branch >= 0)
+		strlcpy_s(a->participant, t->branches[t->fail_branch].name, sizeof(a->participant));
+	strlcpy_s(a->sqlstate, t->sqlstate, sizeof(a->sqlstate));
+	strlcpy_s(a->message, t->message, sizeof(a->message));
+}
+
+size_t txnmgr_recent_aborts(const TxnMgr *m, RecentAbort *out, size_t max)
+{
+	size_t n = m->recent_aborts_n < max ? m->recent_aborts_n : max;
+
+	for (size_t i = 0; i < n; i++)
+		out[i] = m->recent_aborts[(m->recent_aborts_next + RECENT_ABORTS - 1 - i) % RECENT_ABORTS];
+	return n;
+}
+
+const char *abort_reason_slug(AbortReason r)
+{
+	switch (r) {
+	case ABORT_STATEMENT:
+		return "statement-failed";
+	case ABORT_EXPECT_ROWS:
+		return "expect-rows";
+	case ABORT_PREPARE:
+		return "prepare-failed";
+	case ABORT_TIMEOUT:
+		return "timeout";
+	case ABORT_SHUTDOWN:
+		return "shutting-down";
+	case ABORT_UNAVAILABLE:
+	case ABORT_NONE:
+	case ABORT_NREASONS:
+		break;
+	}
+	return "participant-unavailable";
+}
+
+/* Counts a participant's error under its SQLSTATE class. */
+static void count_error(TxnMgr *m, unsigned pindex, const char *sqlstate)
+{
+	char cls[3] = {'0', '8', '\0'}; /* no SQLSTATE: the connection failed */
+	ErrClassCount *slots;
+
+	if (pindex >= MAX_PARTICIPANTS)
+		return;
+	if (sqlstate != NULL && strlen(sqlstate) == 5)
+		cls[0] = sqlstate[0], cls[1] = sqlstate[1];
+	slots = m->stats.errors[pindex];
+	for (size_t i = 0; i < ERR_CLASS_SLOTS; i++) {
+		if (slots[i].cls[0] == '\0')
+			memcpy(slots[i].cls, cls, 3);
+		if (memcmp(slots[i].cls, cls, 3) == 0) {
+			slots[i].n++;
+			return;
+		}
+	}
+}
+
 static void txn_end(Txn *t)
 {
 	TxnMgr *m = t->mgr;
 	bool committed = t->durable;
+	int64_t now = now_mono_us();
 
 	txn_set_state(t, TXN_FINISHED);
-	if (committed)
+	hist_observe(&m->stats.total, (now - t->start_us) / 1e6);
+	if (committed) {
 		m->stats.committed++;
-	else
+		hist_observe(&m->stats.prepare, (t->decided_us - t->start_us) / 1e6);
+		hist_observe(&m->stats.decide, (t->durable_us - t->decided_us) / 1e6);
+		hist_observe(&m->stats.commit, (now - t->durable_us) / 1e6);
+	} else {
 		m->stats.aborted++;
+		m->stats.aborts[t->reason < ABORT_NREASONS ? t->reason : ABORT_UNAVAILABLE]++;
+		note_abort(m, t);
+	}
 	recent_add(m, t->id, committed ? TXS_COMMITTED : TXS_ABORTED);
 	txn_reply(t);
 	inflight_remove(m, t);
@@ -210,6 +289,8 @@ static void txn_end(Txn *t)
 /* Records the first reason a transaction must abort. */
 static void txn_fail(Txn *t, AbortReason why, int branch, int stmt, const char *sqlstate, const char *msg)
 {
+	if (branch >= 0 && (sqlstate != NULL || why == ABORT_UNAVAILABLE))
+		count_error(t->mgr, t->branches[branch].pindex, sqlstate);
 	if (t->reason != ABORT_NONE)
 		return;
 	t->reason = why;
@@ -454,6 +535,7 @@ static void phase1_branch_done(Branch *b)
 	txn_set_state(t, TXN_DECIDING);
 
 	t->decided_wall_ms = now_wall_ms();
+	t->decided_us = now_mono_us();
 	DlogRecord rec = {.type = DLOG_COMMIT, .txn_id = t->id, .wall_ms = t->decided_wall_ms};
 	DlogIdem idem;
 	rec.nbranches = (uint16_t)t->nbranches;
@@ -630,6 +712,7 @@ static void on_commit_durable(void *arg)
 	 * may anything say so. */
 	FAULT_POINT(FAULT_AFTER_LOG_FSYNC);
 	t->durable = true;
+	t->durable_us = now_mono_us();
 	if (t->idem != NULL) {
 		/* From now on a retry replays this response. */
 		idem_finish(t->mgr->idem, t->idem, t->id, t->decided_wall_ms, 200, t->idem_response,
@@ -716,6 +799,7 @@ void txn_resume_commit(TxnMgr *m, const DlogRecord *rec)
 	t->branches = xcalloc(rec->nbranches, sizeof(Branch));
 	t->fail_branch = t->fail_stmt = -1;
 	t->start_us = now_mono_us();
+	t->decided_us = t->durable_us = t->start_us;
 	t->durable = true;
 	t->replied = true; /* nobody is waiting for this one */
 	t->state = TXN_COMMITTING;
@@ -859,6 +943,10 @@ TxnMgr *txnmgr_new(struct event_base *base, const Config *cfg, Dlog *dlog, Pool 
 	idmap_init(&m->recent);
 	m->recent_ring = xcalloc(RECENT_OUTCOMES, sizeof(uint64_t));
 	m->idem = idem_new(cfg->idempotency_ttl_s * 1000, cfg->idempotency_max_bytes);
+	hist_init(&m->stats.total, metrics_latency_bounds, metrics_latency_nbounds);
+	hist_init(&m->stats.prepare, metrics_latency_bounds, metrics_latency_nbounds);
+	hist_init(&m->stats.decide, metrics_latency_bounds, metrics_latency_nbounds);
+	hist_init(&m->stats.commit, metrics_latency_bounds, metrics_latency_nbounds);
 	dlog_foreach_idempotent(dlog, restore_key, m);
 	idem_restore_done(m->idem);
 	return m;
@@ -900,6 +988,27 @@ void txnmgr_free(TxnMgr *m)
 	free(m->recent_ring);
 	idem_free(m->idem);
 	free(m);
+}
+
+const Txn *txnmgr_find(const TxnMgr *m, uint64_t id)
+{
+	return idmap_get(&m->inflight, id);
+}
+
+const char *branch_state_name(BranchState s)
+{
+	static const char *const names[] = {
+	    [BR_WAIT_CONN] = "waiting_for_connection",
+	    [BR_RUNNING] = "running",
+	    [BR_PREPARED] = "prepared",
+	    [BR_FAILED] = "failed",
+	    [BR_UNKNOWN] = "unknown",
+	    [BR_COMMITTING] = "committing",
+	    [BR_COMMITTED] = "committed",
+	    [BR_ROLLING_BACK] = "rolling_back",
+	    [BR_ROLLED_BACK] = "rolled_back",
+	};
+	return (size_t)s < ARRAY_LEN(names) ? names[s] : "?";
 }
 
 TxnStatus txnmgr_status(TxnMgr *m, uint64_t id)

@@ -33,6 +33,7 @@
 #include "gid.h"
 #include "idempotency.h"
 #include "idmap.h"
+#include "metrics.h"
 #include "pg_conn.h"
 #include "pool.h"
 #include "request.h"
@@ -71,7 +72,11 @@ typedef enum AbortReason {
 	ABORT_UNAVAILABLE, /* a participant could not be reached: 503 */
 	ABORT_TIMEOUT,     /* the deadline passed before the decision: 504 */
 	ABORT_SHUTDOWN,    /* twopcd is stopping: 503 */
+	ABORT_NREASONS,
 } AbortReason;
+
+/* The problem slug of an abort reason ("statement-failed", ...). */
+const char *abort_reason_slug(AbortReason r);
 
 struct Branch {
 	Txn *txn;
@@ -112,6 +117,8 @@ struct Txn {
 	size_t nbranches;
 	int64_t start_us;
 	int64_t deadline_us;
+	int64_t decided_us; /* every branch prepared; COMMIT record appended */
+	int64_t durable_us; /* the COMMIT record is on disk */
 	bool durable; /* the COMMIT record is on disk */
 	bool incomplete; /* resumed with a branch on a participant no longer configured: never DONE */
 
@@ -139,11 +146,39 @@ struct Txn {
 
 typedef enum TxnStatus { TXS_UNKNOWN, TXS_IN_PROGRESS, TXS_COMMITTED, TXS_ABORTED } TxnStatus;
 
+#define ERR_CLASS_SLOTS 16
+
+/* Errors of one participant by SQLSTATE class ("23", "40", ...; "08" also
+ * counts connections lost or refused, which have no SQLSTATE). */
+typedef struct ErrClassCount {
+	char cls[3];
+	uint64_t n;
+} ErrClassCount;
+
 typedef struct TxnMgrStats {
 	uint64_t committed, aborted, in_flight;
 	uint64_t phase2_retries;
 	uint64_t heuristic_hazards;
+	uint64_t aborts[ABORT_NREASONS];
+	Histogram total;   /* begin to end, every transaction (seconds) */
+	Histogram prepare; /* committed: begin until every branch prepared */
+	Histogram decide;  /* committed: COMMIT record appended until durable */
+	Histogram commit;  /* committed: durable until every COMMIT PREPARED done */
+	ErrClassCount errors[MAX_PARTICIPANTS][ERR_CLASS_SLOTS];
 } TxnMgrStats;
+
+/* A recent abort, for the dashboard. */
+typedef struct RecentAbort {
+	uint64_t id;
+	int64_t wall_ms;
+	AbortReason reason;
+	char participant[PARTICIPANT_NAME_MAX + 1]; /* "" if none */
+	char sqlstate[6];
+	char message[256];
+} RecentAbort;
+#define RECENT_ABORTS 100
+/* The recent aborts, newest first; returns how many. */
+size_t txnmgr_recent_aborts(const TxnMgr *m, RecentAbort *out, size_t max);
 
 TxnMgr *txnmgr_new(struct event_base *base, const Config *cfg, Dlog *dlog, Pool **pools, uint64_t first_id);
 void txnmgr_free(TxnMgr *m);
@@ -176,6 +211,9 @@ void txnmgr_note_heuristic_hazard(TxnMgr *m, uint64_t txn, const char *participa
 uint64_t txnmgr_heuristic_hazards(const TxnMgr *m);
 size_t txnmgr_in_flight(const TxnMgr *m);
 bool txnmgr_is_in_flight(const TxnMgr *m, uint64_t id);
+/* The in-flight transaction with this id, or NULL. */
+const Txn *txnmgr_find(const TxnMgr *m, uint64_t id);
+const char *branch_state_name(BranchState s);
 void txnmgr_get_stats(const TxnMgr *m, TxnMgrStats *out);
 Pool *txnmgr_pool(const TxnMgr *m, size_t participant_index);
 

@@ -143,7 +143,9 @@ export class TraceValidator {
 				if (isJsonMedia(mtKey) && t.raw_body !== undefined) {
 					errs.push(`the body is not JSON: ${short(t.raw_body)}`);
 				} else if (media.schema) {
-					errs.push(...this.checkBody(t.body, media.schema, `${respName} ${mtKey}`));
+					// A text body is checked as the string it is.
+					const body = isJsonMedia(mtKey) ? t.body : (t.raw_body ?? "");
+					errs.push(...this.checkBody(body, media.schema, `${respName} ${mtKey}`));
 					if (t.body && typeof t.body === "object" && typeof t.body.type === "string") problemType = t.body.type;
 				}
 			}

@@ -1,0 +1,365 @@
+/*
+ * check_ops: what operators see, against real PostgreSQL.
+ *
+ * GET /metrics must pass `promtool check metrics` and carry the real
+ * numbers (transactions by outcome, aborts by reason, errors by SQLSTATE
+ * class, histograms that add up, in-doubt gauges after a sweep); GET
+ * /v1/in-doubt must list our and foreign prepared transactions with the
+ * log's decision and the sweeper's next step; GET /v1/transactions/{id}
+ * must explain a transaction from the log and from the participants;
+ * GET /v1/recent-aborts must show why things aborted; and a prepared
+ * transaction that holds back the xmin horizon must be warned about.
+ */
+#include "testlib.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define OP_TIMEOUT_S 300
+#define OP_ERR 2048
+
+static TlEnv op_env;
+static bool op_env_tried, op_env_ok;
+static char op_env_err[OP_ERR];
+static TlDaemon op_daemon;
+
+/* ---------------------------------------------------------------- helpers */
+
+static void start_with(const char *const *kv)
+{
+	char err[OP_ERR];
+
+	for (; kv && kv[0]; kv += 2)
+		if (!tl_daemon_set(&op_daemon, kv[0], kv[1], err, sizeof err))
+			ck_abort_msg("%s", err);
+	if (!tl_daemon_start(&op_daemon, NULL, err, sizeof err))
+		ck_abort_msg("%s", err);
+}
+
+static void get(const char *path, TlHttpResponse *r)
+{
+	char err[OP_ERR];
+
+	if (!tl_http_request(op_daemon.port, "GET", path, NULL, 30000, r, err, sizeof err))
+		ck_abort_msg("GET %s: %s", path, err);
+	ck_assert_msg(r->status == 200, "GET %s: %d %s", path, r->status, r->body);
+}
+
+static int post_txn(const char *body)
+{
+	TlHttpResponse r;
+	char err[OP_ERR];
+	int st;
+
+	if (!tl_http_request(op_daemon.port, "POST", "/v1/transactions", body, 30000, &r, err, sizeof err))
+		ck_abort_msg("POST: %s", err);
+	st = r.status;
+	tl_http_response_free(&r);
+	return st;
+}
+
+static void sweep_now(void)
+{
+	TlHttpResponse r;
+	char err[OP_ERR];
+
+	ck_assert(tl_http_request(op_daemon.port, "POST", "/v1/sweep", "", 60000, &r, err, sizeof err));
+	ck_assert_int_eq(r.status, 200);
+	tl_http_response_free(&r);
+}
+
+/* The value of the sample NAME{LABELS} (LABELS exactly as rendered, or ""
+ * for none) in a Prometheus exposition; -1 if absent. */
+static double sample(const char *text, const char *name, const char *labels)
+{
+	char key[512];
+	const char *p;
+
+	snprintf(key, sizeof key, *labels ? "\n%s{%s} " : "\n%s%s ", name, labels);
+	p = strstr(text, key);
+	return p ? strtod(p + strlen(key), NULL) : -1;
+}
+
+static void pg(const char *part, const char *sql)
+{
+	char err[OP_ERR];
+
+	if (!tl_pg_exec(tl_env_cluster(&op_env, part), sql, err, sizeof err))
+		ck_abort_msg("%s: %s", part, err);
+}
+
+/* A prepared transaction of ours that the log knows nothing about (as if
+ * twopcd had died before its decision): GID for coordinator t1, this id,
+ * the participant's index. */
+static void prepare_ours(const char *part, unsigned index, unsigned long long id, char *gid, size_t len)
+{
+	char sql[256];
+
+	snprintf(gid, len, "twopc_t1_%016llx_%u", id, index);
+	snprintf(sql, sizeof sql, "BEGIN; UPDATE accounts SET balance = balance WHERE id = 50; PREPARE TRANSACTION '%s'",
+		 gid);
+	pg(part, sql);
+}
+
+static const char *const xfer_ok =
+	"{\"branches\":{\"bank_a\":[{\"sql\":\"UPDATE accounts SET balance = balance - 1 WHERE id = 1\","
+	"\"expect_rows\":1}],\"bank_b\":[{\"sql\":\"UPDATE accounts SET balance = balance + 1 WHERE id = 1\","
+	"\"expect_rows\":1}]}}";
+static const char *const xfer_dup =
+	"{\"branches\":{\"bank_a\":[{\"sql\":\"INSERT INTO accounts VALUES (1, 0)\"}],"
+	"\"bank_b\":[{\"sql\":\"UPDATE accounts SET balance = balance + 1 WHERE id = 1\"}]}}";
+static const char *const xfer_guard =
+	"{\"branches\":{\"bank_a\":[{\"sql\":\"UPDATE accounts SET balance = balance - 1 WHERE id = 999\","
+	"\"expect_rows\":1}],\"bank_b\":[{\"sql\":\"UPDATE accounts SET balance = balance + 1 WHERE id = 1\"}]}}";
+
+/* ------------------------------------------------------------------ tests */
+
+/* /metrics: valid for promtool, and the numbers are the real ones. */
+START_TEST(test_metrics)
+{
+	TlHttpResponse r;
+	char path[TL_PATH_MAX + 32], err[OP_ERR + TL_PATH_MAX];
+	FILE *f;
+	char cmd[TL_PATH_MAX * 3];
+	int rc;
+
+	start_with(NULL);
+	for (int i = 0; i < 5; i++)
+		ck_assert_int_eq(post_txn(xfer_ok), 200);
+	ck_assert_int_eq(post_txn(xfer_dup), 409);
+	ck_assert_int_eq(post_txn(xfer_guard), 409);
+	sweep_now();
+	get("/metrics", &r);
+	ck_assert_str_eq(r.content_type, "text/plain");
+
+	/* promtool reads the exposition on stdin. */
+	snprintf(path, sizeof path, "%s/metrics-%d.txt", op_env.tmpdir, (int)getpid());
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fwrite(r.body, 1, r.body_len, f);
+	fclose(f);
+	snprintf(cmd, sizeof cmd, "promtool check metrics < '%s' > '%s.out' 2>&1", path, path);
+	rc = system(cmd);
+	if (rc != 0) {
+		tl_print_file_tail(path, 400);
+		snprintf(err, sizeof err, "%s.out", path);
+		tl_print_file_tail(err, 40);
+	}
+	ck_assert_msg(rc == 0, "promtool check metrics failed (status %d): is prometheus installed (scripts/install-deps)?",
+		      rc);
+
+	ck_assert_msg(sample(r.body, "twopc_transactions_total", "outcome=\"committed\"") == 5, "%s", r.body);
+	ck_assert(sample(r.body, "twopc_transactions_total", "outcome=\"aborted\"") == 2);
+	ck_assert(sample(r.body, "twopc_aborts_total", "reason=\"statement-failed\"") == 1);
+	ck_assert(sample(r.body, "twopc_aborts_total", "reason=\"expect-rows\"") == 1);
+	ck_assert(sample(r.body, "twopc_participant_errors_total", "participant=\"bank_a\",sqlstate_class=\"23\"") == 1);
+	ck_assert(sample(r.body, "twopc_transaction_duration_seconds_count", "") == 7);
+	ck_assert(sample(r.body, "twopc_transaction_duration_seconds_bucket", "le=\"+Inf\"") == 7);
+	ck_assert(sample(r.body, "twopc_phase_duration_seconds_count", "phase=\"decide\"") == 5);
+	ck_assert(sample(r.body, "twopc_dlog_fsync_duration_seconds_count", "") >= 1);
+	ck_assert(sample(r.body, "twopc_dlog_records_per_fsync_sum", "") >= 5);
+	ck_assert(sample(r.body, "twopc_participant_up", "participant=\"bank_a\"") == 1);
+	ck_assert(sample(r.body, "twopc_participant_pool_size", "participant=\"bank_b\"") == 8);
+	ck_assert(sample(r.body, "twopc_participant_prepared", "participant=\"bank_a\",owner=\"ours\"") == 0);
+	ck_assert(sample(r.body, "twopc_sweeper_runs_total", "") >= 1);
+	ck_assert(sample(r.body, "twopc_in_flight", "") == 0);
+	ck_assert(sample(r.body, "twopc_heuristic_hazards_total", "") == 0);
+	tl_http_response_free(&r);
+}
+END_TEST
+
+/* /v1/in-doubt, the explanation of one transaction, recent aborts, and the
+ * xmin-horizon warning. */
+START_TEST(test_in_doubt_and_explain)
+{
+	static const char *const kv[] = {"sweep_interval_ms", "3600000", "sweep_grace_ms", "3600000",
+					 "prepared_xid_age_warning", "1000", NULL};
+	TlHttpResponse r;
+	char ours[64], path[128], cmd[TL_PATH_MAX * 2];
+	json_t *a, *rows, *row, *br;
+	const char *committed_id;
+	bool seen_ours = false, seen_foreign = false;
+
+	start_with(kv);
+	ck_assert_int_eq(post_txn(xfer_ok), 200);
+	ck_assert_int_eq(post_txn(xfer_dup), 409);
+	prepare_ours("bank_a", 0, 0x7fff000000000001ULL, ours, sizeof ours);
+	pg("bank_a", "BEGIN; UPDATE accounts SET balance = balance WHERE id = 51; PREPARE TRANSACTION 'app-foreign-1'");
+	/* Age the prepared transactions by 1,100 transaction ids. */
+	pg("bank_a", "DO $$ BEGIN FOR i IN 1..1100 LOOP PERFORM txid_current(); COMMIT; END LOOP; END $$");
+
+	get("/v1/in-doubt", &r);
+	a = json_object_get(json_object_get(r.json, "participants"), "bank_a");
+	ck_assert_msg(json_is_true(json_object_get(a, "reachable")), "%s", r.body);
+	ck_assert_msg(json_integer_value(json_object_get(a, "oldest_xid_age")) >= 1100, "%s", r.body);
+	rows = json_object_get(a, "prepared");
+	for (size_t i = 0; i < json_array_size(rows); i++) {
+		row = json_array_get(rows, i);
+		if (strcmp(tl_json_str(row, "gid"), ours) == 0) {
+			seen_ours = true;
+			ck_assert(json_is_true(json_object_get(row, "ours")));
+			ck_assert_str_eq(tl_json_str(row, "txn_id"), "7fff000000000001");
+			ck_assert_str_eq(tl_json_str(row, "decision"), "presumed_abort");
+			ck_assert_str_eq(tl_json_str(row, "sweeper_action"), "wait"); /* younger than the grace */
+		} else if (strcmp(tl_json_str(row, "gid"), "app-foreign-1") == 0) {
+			seen_foreign = true;
+			ck_assert(json_is_false(json_object_get(row, "ours")));
+			ck_assert_str_eq(tl_json_str(row, "sweeper_action"), "none");
+			ck_assert(json_is_null(json_object_get(row, "decision")));
+		}
+	}
+	ck_assert_msg(seen_ours && seen_foreign, "%s", r.body);
+	ck_assert_msg(json_array_size(json_object_get(json_object_get(json_object_get(r.json, "participants"),
+									"bank_b"),
+						      "prepared")) == 0,
+		      "%s", r.body);
+	tl_http_response_free(&r);
+
+	/* The explanation of the in-doubt one: no record, a live branch on bank_a. */
+	get("/v1/transactions/7fff000000000001", &r);
+	ck_assert_str_eq(tl_json_str(json_object_get(r.json, "log"), "decision"), "presumed_abort");
+	ck_assert(json_is_null(json_object_get(json_object_get(r.json, "log"), "commit_record")));
+	br = json_object_get(r.json, "branches");
+	ck_assert_msg(json_array_size(br) == 2, "%s", r.body);
+	for (size_t i = 0; i < 2; i++) {
+		json_t *b = json_array_get(br, i);
+		if (strcmp(tl_json_str(b, "participant"), "bank_a") == 0)
+			ck_assert_msg(strcmp(tl_json_str(b, "live"), "prepared") == 0, "%s", r.body);
+		else
+			ck_assert_msg(strcmp(tl_json_str(b, "live"), "not_prepared") == 0, "%s", r.body);
+	}
+	tl_http_response_free(&r);
+
+	/* Recent aborts: the duplicate key, with its reason and SQLSTATE. */
+	get("/v1/recent-aborts", &r);
+	a = json_array_get(json_object_get(r.json, "aborts"), 0);
+	ck_assert_msg(a != NULL, "%s", r.body);
+	ck_assert_str_eq(tl_json_str(a, "reason"), "statement-failed");
+	ck_assert_str_eq(tl_json_str(a, "sqlstate"), "23505");
+	ck_assert_str_eq(tl_json_str(a, "participant"), "bank_a");
+	tl_http_response_free(&r);
+
+	/* A committed transaction, explained. */
+	{
+		TlHttpResponse p;
+		char err[OP_ERR];
+		ck_assert(tl_http_request(op_daemon.port, "POST", "/v1/transactions", xfer_ok, 30000, &p, err, sizeof err));
+		ck_assert_int_eq(p.status, 200);
+		committed_id = tl_json_str(p.json, "id");
+		snprintf(path, sizeof path, "/v1/transactions/%s", committed_id);
+		tl_http_response_free(&p);
+	}
+	get(path, &r);
+	ck_assert_str_eq(tl_json_str(r.json, "status"), "committed");
+	ck_assert_str_eq(tl_json_str(json_object_get(r.json, "log"), "decision"), "committed");
+	br = json_object_get(r.json, "branches");
+	for (size_t i = 0; i < json_array_size(br); i++)
+		ck_assert_str_eq(tl_json_str(json_array_get(br, i), "live"), "not_prepared");
+	tl_http_response_free(&r);
+
+	/* The sweep sees the old prepared transactions and warns. */
+	sweep_now();
+	get("/metrics", &r);
+	ck_assert_msg(sample(r.body, "twopc_participant_oldest_prepared_xid_age", "participant=\"bank_a\"") >= 1100,
+		      "%s", r.body);
+	ck_assert(sample(r.body, "twopc_participant_prepared", "participant=\"bank_a\",owner=\"ours\"") == 1);
+	ck_assert(sample(r.body, "twopc_participant_prepared", "participant=\"bank_a\",owner=\"foreign\"") == 1);
+	tl_http_response_free(&r);
+	snprintf(cmd, sizeof cmd, "grep -q \"participant=bank_a.*holds back vacuum's xmin horizon\" '%s'",
+		 op_daemon.log_path);
+	if (system(cmd) != 0) {
+		tl_daemon_print_log_tail(&op_daemon, 30);
+		ck_abort_msg("no xmin-horizon warning in the log");
+	}
+	pg("bank_a", "ROLLBACK PREPARED 'app-foreign-1'");
+	{
+		char sql[128];
+		snprintf(sql, sizeof sql, "ROLLBACK PREPARED '%s'", ours);
+		pg("bank_a", sql);
+	}
+}
+END_TEST
+
+/* ------------------------------------------------------------- fixtures */
+
+static void op_clusters_setup(void)
+{
+	static const char *const names[] = {"bank_a", "bank_b"};
+
+	if (op_env_tried)
+		return;
+	op_env_tried = true;
+	fflush(NULL);
+	if (!tl_env_init(&op_env, op_env_err, sizeof op_env_err))
+		return;
+	op_env.keep_tmpdir = getenv("TWOPC_TEST_KEEP") != NULL;
+	for (int i = 0; i < 2; i++) {
+		if (!tl_env_add_cluster(&op_env, names[i], op_env_err, sizeof op_env_err) ||
+		    !tl_pg_exec(tl_env_cluster(&op_env, names[i]),
+				"CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL);"
+				"INSERT INTO accounts SELECT g, 1000000 FROM generate_series(1, 100) g;",
+				op_env_err, sizeof op_env_err))
+			return;
+	}
+	op_env_ok = true;
+}
+
+static void op_setup(const char *tag)
+{
+	char err[OP_ERR], log_dir[TL_PATH_MAX + 32];
+
+	ck_assert_msg(op_env_ok, "test clusters could not be created: %s", op_env_err);
+	if (!tl_fmt(log_dir, sizeof log_dir, "%s/twopcd-log-%s", op_env.tmpdir, tag))
+		ck_abort_msg("temporary directory path too long");
+	if (!tl_daemon_configure(&op_daemon, &op_env, log_dir, tag, err, sizeof err))
+		ck_abort_msg("%s", err);
+}
+
+static void op_teardown(void)
+{
+	char err[OP_ERR];
+
+	if (!tl_daemon_kill(&op_daemon, err, sizeof err))
+		ck_abort_msg("%s", err);
+}
+
+#define OP_SETUP(name) \
+	static void op_setup_##name(void) { op_setup(#name); }
+OP_SETUP(metrics)
+OP_SETUP(in_doubt_and_explain)
+
+static void op_add(Suite *s, const char *name, const TTest *test, void (*setup)(void))
+{
+	TCase *tc = tcase_create(name);
+
+	tcase_add_unchecked_fixture(tc, op_clusters_setup, NULL);
+	tcase_add_checked_fixture(tc, setup, op_teardown);
+	tcase_set_timeout(tc, OP_TIMEOUT_S);
+	tcase_add_test(tc, test);
+	suite_add_tcase(s, tc);
+}
+
+int main(void)
+{
+	const char *skip = tl_skip_reason();
+	Suite *s;
+	SRunner *sr;
+	int failed;
+
+	if (skip != NULL) {
+		fprintf(stderr, "check_ops: SKIP: %s\n", skip);
+		return TL_EXIT_SKIP;
+	}
+	s = suite_create("ops");
+	op_add(s, "metrics", test_metrics, op_setup_metrics);
+	op_add(s, "in_doubt_and_explain", test_in_doubt_and_explain, op_setup_in_doubt_and_explain);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	tl_env_destroy(&op_env);
+	return failed > 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}
