@@ -22,8 +22,8 @@ static const struct {
 
 /* The page loads its script and style from twopcd only, talks to twopcd
  * only, and may not be framed (it has a token form). */
-#define DASHBOARD_CSP                                                                                        \
-	"default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; " \
+#define DASHBOARD_CSP                                                                                                  \
+	"default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "          \
 	"base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 static const EmbeddedFile *embedded(const char *name)

@@ -1302,7 +1302,9 @@ static bool tl_http_parse(char *raw, size_t len, TlHttpResponse *resp, char *err
 		line = next;
 	}
 	body_len = len - (size_t)(body - raw);
-	if (chunked) {
+	if (resp->status == 304 || resp->status == 204) {
+		body_len = 0; /* no body, whatever Content-Length says (RFC 9110, 6.4.1) */
+	} else if (chunked) {
 		ssize_t n = tl_dechunk(body, body_len);
 
 		if (n < 0) {

@@ -59,9 +59,10 @@
 	/* ---- fetching ------------------------------------------------------- */
 
 	/* GET PATH, relative to the page (so that the dashboard also works behind
-	 * a proxy that serves twopcd under a prefix). Resolves to {kind: "ok", body, at} (at: performance.now() when
-	 * the answer came), {kind: "auth"} on 401, {kind: "absent"} on 404, or
-	 * {kind: "error", message}. Never rejects. */
+	 * a proxy that serves twopcd under a path prefix). Resolves to
+	 * {kind: "ok", body, at} (at: performance.now() when the answer came),
+	 * {kind: "auth"} on 401, {kind: "absent"} on 404, or {kind: "error",
+	 * message}. Never rejects. */
 	async function get(path, accept) {
 		const headers = { Accept: accept };
 		const ctl = new AbortController();
@@ -545,8 +546,9 @@
 				$(id).textContent = "–";
 			return;
 		}
-		drawChart($("throughput-plot"), ["committed", "aborted"], (v) => fmtNumber(v, 1));
-		drawChart($("latency-plot"), ["p50", "p99", "mean"], (v) => fmtNumber(v, 1));
+		const axis = (v) => (v === 0 ? "0" : fmtNumber(v, 1));
+		drawChart($("throughput-plot"), ["committed", "aborted"], axis);
+		drawChart($("latency-plot"), ["p50", "p99", "mean"], axis);
 		show("throughput-committed", last && last.committed, 1);
 		show("throughput-aborted", last && last.aborted, 1);
 		show("latency-p50", last && last.p50, 2);
@@ -619,6 +621,10 @@
 		});
 		poll();
 	}
+
+	/* The pure parts, for tests/dashboard-unit.js (run in the page by
+	 * tests/check_dashboard.c). */
+	window.twopcDashboard = Object.freeze({ parseMetrics, readScrape, quantile, intervalPoint });
 
 	if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
 	else start();
