@@ -517,6 +517,23 @@ HttpApi *http_api_start(struct event_base *base, const Config *cfg, TxnMgr *mgr,
 	return api;
 }
 
+bool http_api_reload_auth(HttpApi *api, char *err, size_t errlen)
+{
+	AuthTokens *next = NULL;
+
+	if (api->cfg->auth_token_file != NULL) {
+		next = auth_load(api->cfg->auth_token_file, err, errlen);
+		if (next == NULL)
+			return false;
+		log_info("auth: %zu bearer token(s) from %s", auth_count(next), api->cfg->auth_token_file);
+	} else if (api->auth != NULL) {
+		log_warning("auth: auth_token_file is now empty: authentication is off");
+	}
+	auth_free(api->auth);
+	api->auth = next;
+	return true;
+}
+
 void http_api_drain(HttpApi *api)
 {
 	api->draining = true;
