@@ -230,10 +230,10 @@ static bool idempotency_begin(HttpApi *api, HttpRequest *req, const char *body, 
 		return true;
 	case IDEM_REPLAY:
 		text = idem_entry_response(*idem, &tlen);
-		http_response_header(req, "Idempotent-Replayed", "true");
-		send_text(req, idem_entry_status(*idem), "application/json", xstrdup(text));
 		log_debug("http %s: Idempotency-Key replayed for transaction %016llx", http_request_peer(req),
 		          (unsigned long long)idem_entry_txn(*idem));
+		http_response_header(req, "Idempotent-Replayed", "true");
+		send_text(req, idem_entry_status(*idem), "application/json", xstrdup(text));
 		*idem = NULL;
 		return false;
 	case IDEM_IN_FLIGHT:
@@ -410,14 +410,15 @@ static bool authorized(HttpApi *api, HttpRequest *req)
 	h = http_request_header(req, "Authorization");
 	if (h != NULL && auth_check_header(api->auth, h))
 		return true;
+	/* Logged before answering: http_respond() gives req back. */
+	log_info("http %s: 401 for %s %s (%s)", http_request_peer(req), http_request_method(req),
+	         http_request_path(req), h == NULL ? "no token" : "wrong token");
 	http_response_header(req, "WWW-Authenticate", h == NULL ? "Bearer realm=\"twopcd\""
 	                                                        : "Bearer realm=\"twopcd\", error=\"invalid_token\"");
 	send_problem(req, 401, "unauthorized",
 	             h == NULL ? "this endpoint needs an Authorization: Bearer token"
 	                       : "the bearer token is not one of auth_token_file's",
 	             NULL);
-	log_info("http %s: 401 for %s %s (%s)", http_request_peer(req), http_request_method(req),
-	         http_request_path(req), h == NULL ? "no token" : "wrong token");
 	return false;
 }
 
