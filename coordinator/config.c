@@ -22,6 +22,7 @@ typedef enum KeyType {
 	KT_COORD_ID,  /* [A-Za-z0-9_]{1,32} */
 	KT_LISTEN,    /* host:port or [v6]:port */
 	KT_LOG_LEVEL, /* debug|info|warning|error */
+	KT_LOG_FORMAT, /* text|json */
 	KT_CONNINFO,  /* a libpq connection string naming a database */
 } KeyType;
 
@@ -89,6 +90,12 @@ static const KeyDef keys[] = {
      "(it holds back vacuum)",
      C(prepared_xid_age_warning)},
     {SEC_COORDINATOR, "log_level", KT_LOG_LEVEL, "info", 0, 0, "debug, info, warning or error", 0},
+    {SEC_COORDINATOR, "log_format", KT_LOG_FORMAT, "text", 0, 0,
+     "text (greppable lines) or json (one object a line, with txn and participant fields)", 0},
+    {SEC_COORDINATOR, "log_file", KT_OPT_PATH, "", 0, 0,
+     "log to this file (reopened on SIGHUP, for logrotate); empty: stderr", C(log_file)},
+    {SEC_COORDINATOR, "shutdown_grace_ms", KT_INT, "10000", 0, 3600000,
+     "on SIGTERM, how long in-flight transactions may take to finish (phase 2 included)", C(shutdown_grace_ms)},
     {SEC_PARTICIPANT, "conninfo", KT_CONNINFO, NULL, 0, 0, "libpq connection string; must name a dbname", P(conninfo)},
     {SEC_PARTICIPANT, "pool_size", KT_INT, "8", 1, 1000, "connections to this participant", P(pool_size)},
 };
@@ -152,6 +159,10 @@ static bool set_value(Config *cfg, ParticipantConfig *pc, const KeyDef *k, const
 	case KT_LOG_LEVEL:
 		if (!log_parse_level(value, &cfg->log_level))
 			return errf(err, errlen, "expected debug, info, warning or error, got '%s'", value);
+		return true;
+	case KT_LOG_FORMAT:
+		if (!log_parse_format(value, &cfg->log_format))
+			return errf(err, errlen, "expected text or json, got '%s'", value);
 		return true;
 	case KT_STRING:
 		if (*value == '\0')
@@ -496,6 +507,7 @@ void config_free(Config *cfg)
 	free(cfg->listen_host);
 	free(cfg->log_dir);
 	free(cfg->auth_token_file);
+	free(cfg->log_file);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -540,6 +552,104 @@ void config_redact_conninfo(const char *conninfo, char *buf, size_t len)
 		}
 	}
 	PQconninfoFree(opts);
+}
+
+static const char *const reloadable[] = {
+    "log_level",      "log_format",        "auth_token_file", "sweep_interval_ms",        "sweep_grace_ms",
+    "default_timeout_ms", "max_timeout_ms", "lock_timeout_ms", "max_in_flight",            "phase2_timeout_ms",
+    "prepared_xid_age_warning", "max_branches", "max_statements", "max_params",
+};
+
+bool config_key_reloadable(const char *key)
+{
+	for (size_t i = 0; i < ARRAY_LEN(reloadable); i++) {
+		if (strcmp(reloadable[i], key) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* A coordinator key's value as text, for comparing and for messages. */
+static void key_text(const Config *cfg, const KeyDef *k, char *buf, size_t len)
+{
+	const char *field = (const char *)cfg + k->offset;
+
+	switch (k->type) {
+	case KT_INT:
+		snprintf(buf, len, "%lld", (long long)*(const int64_t *)field);
+		break;
+	case KT_STRING:
+	case KT_OPT_PATH:
+	case KT_CONNINFO:
+		snprintf(buf, len, "%s", *(char *const *)field ? *(char *const *)field : "");
+		break;
+	case KT_COORD_ID:
+		snprintf(buf, len, "%s", cfg->coord_id);
+		break;
+	case KT_LISTEN:
+		snprintf(buf, len, "%s:%d", cfg->listen_host ? cfg->listen_host : "", cfg->listen_port);
+		break;
+	case KT_LOG_LEVEL:
+		snprintf(buf, len, "%d", (int)cfg->log_level);
+		break;
+	case KT_LOG_FORMAT:
+		snprintf(buf, len, "%s", cfg->log_format == LOG_FORMAT_JSON ? "json" : "text");
+		break;
+	}
+}
+
+void config_apply_reload(Config *cur, const Config *next)
+{
+	for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
+		const KeyDef *k = &keys[i];
+		char a[512], b[512];
+
+		if (k->section != SEC_COORDINATOR)
+			continue;
+		key_text(cur, k, a, sizeof(a));
+		key_text(next, k, b, sizeof(b));
+		if (strcmp(a, b) == 0)
+			continue;
+		if (!config_key_reloadable(k->name)) {
+			log_warning("reload: %s changed in %s, but it needs a restart: keeping the running value", k->name,
+			            cur->path);
+			continue;
+		}
+		switch (k->type) {
+		case KT_INT:
+			log_info("reload: %s %s -> %s", k->name, a, b);
+			*(int64_t *)((char *)cur + k->offset) = *(const int64_t *)((const char *)next + k->offset);
+			break;
+		case KT_OPT_PATH: {
+			char **dst = (char **)((char *)cur + k->offset);
+			char *const *src = (char *const *)((const char *)next + k->offset);
+			log_info("reload: %s '%s' -> '%s'", k->name, a, b);
+			free(*dst);
+			*dst = *src ? xstrdup(*src) : NULL;
+			break;
+		}
+		case KT_LOG_LEVEL:
+			log_info("reload: log_level changed");
+			cur->log_level = next->log_level;
+			break;
+		case KT_LOG_FORMAT:
+			log_info("reload: log_format %s -> %s", a, b);
+			cur->log_format = next->log_format;
+			break;
+		default:
+			break;
+		}
+	}
+	bool same = cur->nparticipants == next->nparticipants;
+	for (size_t i = 0; same && i < cur->nparticipants; i++) {
+		same = strcmp(cur->participants[i].name, next->participants[i].name) == 0 &&
+		       strcmp(cur->participants[i].conninfo, next->participants[i].conninfo) == 0 &&
+		       cur->participants[i].pool_size == next->participants[i].pool_size;
+	}
+	if (!same)
+		log_warning("reload: the [participant] sections changed in %s; participants change only with a "
+		            "restart: keeping the running ones",
+		            cur->path);
 }
 
 void config_print_reference(void)

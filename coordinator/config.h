@@ -56,6 +56,9 @@ typedef struct Config {
 	char *auth_token_file;      /* NULL: no authentication */
 	int64_t prepared_xid_age_warning; /* warn when a prepared transaction is this many xids old */
 	LogLevel log_level;
+	LogFormat log_format;
+	char *log_file;             /* NULL: stderr */
+	int64_t shutdown_grace_ms;  /* SIGTERM: how long in-flight transactions may take to finish */
 	ParticipantConfig *participants;
 	size_t nparticipants;
 } Config;
@@ -73,6 +76,12 @@ const ParticipantConfig *config_find_participant(const Config *cfg, const char *
  * Never the password, nor anything else of the string; works for key=value
  * strings and postgresql:// URIs. Never print a conninfo any other way. */
 void config_redact_conninfo(const char *conninfo, char *buf, size_t len);
+
+/* Whether a key can change on SIGHUP (the others need a restart). */
+bool config_key_reloadable(const char *key);
+/* Applies the reloadable keys of `next` to `cur`, logging each change, and
+ * warns about every other difference (they need a restart). */
+void config_apply_reload(Config *cur, const Config *next);
 
 /* Prints the key reference (used by --help). */
 void config_print_reference(void);

@@ -231,10 +231,10 @@ static bool idempotency_begin(HttpApi *api, HttpRequest *req, const char *body, 
 		return true;
 	case IDEM_REPLAY:
 		text = idem_entry_response(*idem, &tlen);
-		http_response_header(req, "Idempotent-Replayed", "true");
-		send_text(req, idem_entry_status(*idem), "application/json", xstrdup(text));
 		log_debug("http %s: Idempotency-Key replayed for transaction %016llx", http_request_peer(req),
 		          (unsigned long long)idem_entry_txn(*idem));
+		http_response_header(req, "Idempotent-Replayed", "true");
+		send_text(req, idem_entry_status(*idem), "application/json", xstrdup(text));
 		*idem = NULL;
 		return false;
 	case IDEM_IN_FLIGHT:
@@ -411,14 +411,15 @@ static bool authorized(HttpApi *api, HttpRequest *req)
 	h = http_request_header(req, "Authorization");
 	if (h != NULL && auth_check_header(api->auth, h))
 		return true;
+	/* Logged before answering: http_respond() gives req back. */
+	log_info("http %s: 401 for %s %s (%s)", http_request_peer(req), http_request_method(req),
+	         http_request_path(req), h == NULL ? "no token" : "wrong token");
 	http_response_header(req, "WWW-Authenticate", h == NULL ? "Bearer realm=\"twopcd\""
 	                                                        : "Bearer realm=\"twopcd\", error=\"invalid_token\"");
 	send_problem(req, 401, "unauthorized",
 	             h == NULL ? "this endpoint needs an Authorization: Bearer token"
 	                       : "the bearer token is not one of auth_token_file's",
 	             NULL);
-	log_info("http %s: 401 for %s %s (%s)", http_request_peer(req), http_request_method(req),
-	         http_request_path(req), h == NULL ? "no token" : "wrong token");
 	return false;
 }
 
@@ -525,6 +526,23 @@ HttpApi *http_api_start(struct event_base *base, const Config *cfg, TxnMgr *mgr,
 	api->ops = (OpsContext){.base = base, .cfg = cfg, .mgr = mgr, .sweeper = sweeper, .dlog = dlog,
 	                        .server = api->server};
 	return api;
+}
+
+bool http_api_reload_auth(HttpApi *api, char *err, size_t errlen)
+{
+	AuthTokens *next = NULL;
+
+	if (api->cfg->auth_token_file != NULL) {
+		next = auth_load(api->cfg->auth_token_file, err, errlen);
+		if (next == NULL)
+			return false;
+		log_info("auth: %zu bearer token(s) from %s", auth_count(next), api->cfg->auth_token_file);
+	} else if (api->auth != NULL) {
+		log_warning("auth: auth_token_file is now empty: authentication is off");
+	}
+	auth_free(api->auth);
+	api->auth = next;
+	return true;
 }
 
 void http_api_drain(HttpApi *api)

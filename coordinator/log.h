@@ -5,7 +5,10 @@
  *   2026-11-24T12:00:00.456Z WARN  participant=bank_b connect failed: ...
  *
  * The txn/participant variants put the identity first so that one grep
- * follows one transaction or one database through the whole log.
+ * follows one transaction or one database through the whole log. With
+ * log_format = json each line is an object instead:
+ *
+ *   {"ts":"2026-11-24T12:00:00.123Z","level":"info","txn":"0000018c2f3a0001","msg":"committed (3 branches)"}
  */
 #ifndef TWOPC_LOG_H
 #define TWOPC_LOG_H
@@ -23,7 +26,20 @@ typedef enum LogLevel {
 	LOG_FATAL = 4,
 } LogLevel;
 
+typedef enum LogFormat {
+	LOG_FORMAT_TEXT, /* the lines above */
+	LOG_FORMAT_JSON, /* one JSON object a line: ts, level, msg, and txn / participant when known */
+} LogFormat;
+
 void log_set_level(LogLevel level);
+void log_set_format(LogFormat format);
+bool log_parse_format(const char *s, LogFormat *out) WARN_UNUSED;
+/* Logs to PATH (appending) instead of stderr. */
+bool log_open_file(const char *path, char *err, size_t errlen) WARN_UNUSED;
+/* Reopens the log file (after logrotate moved it; SIGHUP); a no-op for
+ * stderr. The descriptor number stays the same, so no line is lost to a
+ * race with the log thread. */
+bool log_reopen(char *err, size_t errlen) WARN_UNUSED;
 bool log_parse_level(const char *s, LogLevel *out) WARN_UNUSED;
 bool log_enabled(LogLevel level);
 

@@ -34,7 +34,6 @@
 #define PACKAGE_VERSION "dev"
 #endif
 
-#define SHUTDOWN_GRACE_US (10 * 1000000LL)
 
 typedef struct Daemon {
 	Config cfg;
@@ -44,7 +43,7 @@ typedef struct Daemon {
 	TxnMgr *mgr;
 	Sweeper *sweeper;
 	HttpApi *api;
-	struct event *ev_term, *ev_int, *ev_drain;
+	struct event *ev_term, *ev_int, *ev_drain, *ev_hup;
 	bool stopping;
 	int64_t stop_deadline_us;
 } Daemon;
@@ -140,9 +139,45 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	log_info("signal %d: refusing new transactions, finishing %zu in flight", (int)sig, txnmgr_in_flight(d->mgr));
 	http_api_drain(d->api);
 	txnmgr_abort_preparing(d->mgr);
-	d->stop_deadline_us = now_mono_us() + SHUTDOWN_GRACE_US;
+	d->stop_deadline_us = now_mono_us() + d->cfg.shutdown_grace_ms * 1000;
 	d->ev_drain = event_new(d->base, -1, EV_PERSIST, on_drain_tick, d);
 	event_add(d->ev_drain, &tv);
+}
+
+/* SIGHUP: reopen the log file, then reload what can change live. */
+static void on_hup(evutil_socket_t sig, short what, void *arg)
+{
+	Daemon *d = arg;
+	Config next;
+	char err[1024];
+	int64_t interval = d->cfg.sweep_interval_ms;
+	char *tokens = d->cfg.auth_token_file ? xstrdup(d->cfg.auth_token_file) : NULL;
+
+	(void)sig;
+	(void)what;
+	if (!log_reopen(err, sizeof(err)))
+		log_error("SIGHUP: %s", err);
+	log_info("SIGHUP: log reopened; reloading %s", d->cfg.path);
+	if (!config_load(d->cfg.path, &next, err, sizeof(err))) {
+		log_error("SIGHUP: %s; keeping the running configuration", err);
+		free(tokens);
+		return;
+	}
+	config_apply_reload(&d->cfg, &next);
+	config_free(&next);
+	log_set_level(d->cfg.log_level);
+	log_set_format(d->cfg.log_format);
+	if (d->cfg.sweep_interval_ms != interval)
+		sweeper_reschedule(d->sweeper);
+	/* The token file is read again even when its name did not change:
+	 * that is how tokens are rotated. */
+	if (!http_api_reload_auth(d->api, err, sizeof(err))) {
+		log_error("SIGHUP: %s; keeping the previous tokens", err);
+		free(d->cfg.auth_token_file);
+		d->cfg.auth_token_file = tokens;
+		tokens = NULL;
+	}
+	free(tokens);
 }
 
 int main(int argc, char **argv)
@@ -216,6 +251,12 @@ int main(int argc, char **argv)
 		return rc;
 	}
 	log_set_level(d.cfg.log_level);
+	log_set_format(d.cfg.log_format);
+	if (d.cfg.log_file != NULL && !log_open_file(d.cfg.log_file, err, sizeof(err))) {
+		fprintf(stderr, "twopcd: %s\n", err);
+		config_free(&d.cfg);
+		return 1;
+	}
 	if (!fault_init(getenv("TWOPC_FAULT"), err, sizeof(err))) {
 		log_error("%s", err);
 		goto done;
@@ -281,8 +322,10 @@ int main(int argc, char **argv)
 	}
 	d.ev_term = evsignal_new(d.base, SIGTERM, on_signal, &d);
 	d.ev_int = evsignal_new(d.base, SIGINT, on_signal, &d);
+	d.ev_hup = evsignal_new(d.base, SIGHUP, on_hup, &d);
 	event_add(d.ev_term, NULL);
 	event_add(d.ev_int, NULL);
+	event_add(d.ev_hup, NULL);
 	log_info("listening on http://%s:%d", d.cfg.listen_host, d.cfg.listen_port);
 
 	event_base_dispatch(d.base);
@@ -302,6 +345,8 @@ done:
 		event_free(d.ev_term);
 	if (d.ev_int)
 		event_free(d.ev_int);
+	if (d.ev_hup)
+		event_free(d.ev_hup);
 	if (d.ev_drain)
 		event_free(d.ev_drain);
 	if (d.base)

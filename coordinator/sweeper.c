@@ -535,6 +535,12 @@ void sweeper_start(Sweeper *s)
 	event_add(s->ev_timer, &tv);
 }
 
+void sweeper_reschedule(Sweeper *s)
+{
+	event_del(s->ev_timer);
+	sweeper_start(s);
+}
+
 void sweeper_request(Sweeper *s, SweepDoneFn done, void *arg)
 {
 	Waiter *w = xcalloc(1, sizeof(*w));

@@ -56,6 +56,8 @@ Sweeper *sweeper_new(struct event_base *base, const Config *cfg, Dlog *dlog, Txn
 void sweeper_free(Sweeper *s);
 /* Starts the periodic sweeps. */
 void sweeper_start(Sweeper *s);
+/* sweep_interval_ms changed (SIGHUP): re-arm the timer. */
+void sweeper_reschedule(Sweeper *s);
 /* Runs a full sweep that starts after this call (queued behind a running
  * one); done(report, arg) runs when it is over. */
 void sweeper_request(Sweeper *s, SweepDoneFn done, void *arg);

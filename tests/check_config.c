@@ -349,6 +349,49 @@ START_TEST(test_missing_file)
 }
 END_TEST
 
+/* The example configuration that `make install` ships (etc/twopc.conf.example)
+ * must load as it is, and say what it claims: loopback, the decision log in
+ * the systemd unit's state directory, a token file under /etc/twopc, three
+ * participants over verified TLS, no password in the file. (tests/man-check.sh
+ * checks that its commented-out keys show the defaults.) */
+START_TEST(test_example_config)
+{
+	const char *top = getenv("TWOPC_TOP_SRCDIR");
+	char path[1024], err[1024] = "";
+	Config cfg;
+	bool has_passfile = false, has_cert = false;
+
+	snprintf(path, sizeof(path), "%s/etc/twopc.conf.example", top && *top ? top : ".");
+	ck_assert_msg(config_load(path, &cfg, err, sizeof(err)), "the example does not load: %s", err);
+	ck_assert_str_eq(cfg.coord_id, "c1");
+	ck_assert_str_eq(cfg.listen_host, "127.0.0.1");
+	ck_assert_int_eq(cfg.listen_port, 8432);
+	ck_assert_msg(strncmp(cfg.log_dir, "/var/lib/twopc/", 15) == 0, "log_dir %s is not under /var/lib/twopc",
+	              cfg.log_dir);
+	ck_assert_ptr_nonnull(cfg.auth_token_file);
+	ck_assert_msg(strncmp(cfg.auth_token_file, "/etc/twopc/", 11) == 0,
+	              "auth_token_file %s is not under /etc/twopc", cfg.auth_token_file);
+	ck_assert_int_eq(cfg.log_level, LOG_INFO);
+	/* Keys left commented out take their defaults. */
+	ck_assert_int_eq(cfg.default_timeout_ms, 5000);
+	ck_assert_int_eq(cfg.max_connections, 16384);
+	ck_assert_uint_eq(cfg.nparticipants, 3);
+	for (size_t i = 0; i < cfg.nparticipants; i++) {
+		const ParticipantConfig *pc = &cfg.participants[i];
+		ck_assert_msg(strstr(pc->conninfo, "sslmode=verify-full") != NULL,
+		              "participant %s: no sslmode=verify-full", pc->name);
+		ck_assert_msg(strstr(pc->conninfo, "password") == NULL, "participant %s: a password in the file",
+		              pc->name);
+		ck_assert_int_eq(pc->pool_size, 8);
+		has_passfile |= strstr(pc->conninfo, "passfile=") != NULL;
+		has_cert |= strstr(pc->conninfo, "sslcert=") != NULL;
+	}
+	ck_assert_msg(has_passfile, "no participant uses a passfile");
+	ck_assert_msg(has_cert, "no participant uses a client certificate");
+	config_free(&cfg);
+}
+END_TEST
+
 /* ---- broken files --------------------------------------------------------------- */
 
 #define COORD_OK "[coordinator]\nid = c1\nlog_dir = /x\n"         /* lines 1-3 */
@@ -706,6 +749,7 @@ static Suite *config_suite(void)
 	tc = tcase_create("files");
 	tcase_add_test(tc, test_load_real_file);
 	tcase_add_test(tc, test_missing_file);
+	tcase_add_test(tc, test_example_config);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("bad");

@@ -638,9 +638,15 @@ START_TEST(test_ten_thousand_connections)
 	rss1 = daemon_rss_kib();
 	fprintf(stderr, "check_http: 10000 connections: fds %d -> %d, RSS %ld -> %ld KiB\n", fds0, fds1, rss0, rss1);
 	ck_assert_msg(fds1 == fds0, "descriptors leaked: %d before, %d after", fds0, fds1);
+#if defined(__SANITIZE_ADDRESS__)
+	/* AddressSanitizer keeps freed memory in quarantine (256 MB by
+	 * default), so RSS says nothing here; the plain build checks it. */
+	fprintf(stderr, "check_http: RSS bound not checked under AddressSanitizer (quarantine)\n");
+#else
 	/* Freed memory may stay in malloc's arenas; a leak of even 200 bytes a
 	 * connection would show as 2 MB. */
 	ck_assert_msg(rss1 - rss0 < 2048, "RSS grew from %ld to %ld KiB", rss0, rss1);
+#endif
 	expect_healthy();
 }
 END_TEST
