@@ -150,7 +150,7 @@ static bool cr_send(Chromium *c, const char *method, json_t *params, bool to_pag
 static bool cr_read(Chromium *c, int64_t deadline, json_t **msg, char *err, size_t errlen)
 {
 	for (;;) {
-		char *nul = memchr(c->buf, '\0', c->len);
+		char *nul = c->len > 0 ? memchr(c->buf, '\0', c->len) : NULL;
 
 		if (nul != NULL) {
 			size_t mlen = (size_t)(nul - c->buf);
