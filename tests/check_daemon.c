@@ -8,7 +8,7 @@
  * restart is refused with a warning. log_format = json: every line is a
  * JSON object, and lines about a transaction carry its id.
  */
-#include "testlib.h"
+#include "tlfixture.h"
 
 #include <check.h>
 #include <pthread.h>
@@ -23,25 +23,25 @@
 #define DM_TIMEOUT_S 300
 #define DM_ERR 2048
 
-static TlEnv dm_env;
-static bool dm_env_tried, dm_env_ok;
-static char dm_env_err[DM_ERR];
-static TlDaemon dm_daemon;
+static const char *const dm_clusters[] = {"bank_a", "bank_b", NULL};
+static TlFixture dm_fx = {
+	.program = "check_daemon",
+	.clusters = dm_clusters,
+	.schema = "CREATE TABLE transfers (id text PRIMARY KEY)",
+	.timeout_s = DM_TIMEOUT_S,
+};
 
 static void set(const char *k, const char *v)
 {
 	char err[DM_ERR];
 
-	if (!tl_daemon_set(&dm_daemon, k, v, err, sizeof err))
+	if (!tl_daemon_set(&dm_fx.daemon, k, v, err, sizeof err))
 		ck_abort_msg("%s", err);
 }
 
 static void start(void)
 {
-	char err[DM_ERR];
-
-	if (!tl_daemon_start(&dm_daemon, NULL, err, sizeof err))
-		ck_abort_msg("%s", err);
+	tl_fixture_start(&dm_fx, NULL, NULL);
 }
 
 static int64_t scalar(const char *part, const char *sql)
@@ -49,7 +49,7 @@ static int64_t scalar(const char *part, const char *sql)
 	char err[DM_ERR];
 	int64_t v = 0;
 
-	if (!tl_pg_scalar_i64(tl_env_cluster(&dm_env, part), sql, 0, NULL, &v, err, sizeof err))
+	if (!tl_pg_scalar_i64(tl_env_cluster(&dm_fx.env, part), sql, 0, NULL, &v, err, sizeof err))
 		ck_abort_msg("%s", err);
 	return v;
 }
@@ -102,7 +102,7 @@ static void *worker_main(void *arg)
 			 "{\"branches\":{\"bank_a\":[{\"sql\":\"INSERT INTO transfers VALUES ($1)\",\"params\":[\"%s\"]}],"
 			 "\"bank_b\":[{\"sql\":\"INSERT INTO transfers VALUES ($1)\",\"params\":[\"%s\"]}]}}",
 			 tid, tid);
-		if (!tl_http_request(dm_daemon.port, "POST", "/v1/transactions", body, 30000, &r, err, sizeof err)) {
+		if (!tl_http_request(dm_fx.daemon.port, "POST", "/v1/transactions", body, 30000, &r, err, sizeof err)) {
 			w->refused++; /* the daemon is gone */
 			continue;
 		}
@@ -136,14 +136,14 @@ START_TEST(test_sigterm_under_load)
 	}
 	tl_sleep_ms(700);
 	t0 = tl_now_ms();
-	ck_assert_int_eq(kill(dm_daemon.pid, SIGTERM), 0);
-	ck_assert_msg(tl_daemon_wait_exit(&dm_daemon, 30000, &status, err, sizeof err), "%s", err);
+	ck_assert_int_eq(kill(dm_fx.daemon.pid, SIGTERM), 0);
+	ck_assert_msg(tl_daemon_wait_exit(&dm_fx.daemon, 30000, &status, err, sizeof err), "%s", err);
 	stop = true;
 	for (int i = 0; i < N; i++)
 		pthread_join(w[i].th, NULL);
 	fprintf(stderr, "check_daemon: SIGTERM: exited in %lld ms\n", (long long)(tl_now_ms() - t0));
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d", status);
-	ck_assert_msg(wait_for_line(dm_daemon.log_path, "refusing new transactions"), "no shutdown line");
+	ck_assert_msg(wait_for_line(dm_fx.daemon.log_path, "refusing new transactions"), "no shutdown line");
 	for (int i = 0; i < N; i++) {
 		ck_assert_msg(w[i].other == 0, "worker %d got %d unexpected answers", i, w[i].other);
 		for (int k = 0; k < w[i].ok; k++) {
@@ -175,9 +175,9 @@ START_TEST(test_sighup)
 	TlHttpResponse r;
 	FILE *f;
 
-	snprintf(logfile, sizeof logfile, "%s/hup-%d.log", dm_env.tmpdir, (int)getpid());
+	snprintf(logfile, sizeof logfile, "%s/hup-%d.log", dm_fx.env.tmpdir, (int)getpid());
 	snprintf(rotated, sizeof rotated, "%s.1", logfile);
-	snprintf(tokens, sizeof tokens, "%s/hup-tokens-%d", dm_env.tmpdir, (int)getpid());
+	snprintf(tokens, sizeof tokens, "%s/hup-tokens-%d", dm_fx.env.tmpdir, (int)getpid());
 	f = fopen(tokens, "w");
 	ck_assert_ptr_nonnull(f);
 	fputs("old-token\n", f);
@@ -198,7 +198,7 @@ START_TEST(test_sighup)
 	set("sweep_grace_ms", "7000");
 	set("log_level", "debug");
 	set("listen", "127.0.0.1:1"); /* needs a restart: refused */
-	ck_assert_int_eq(kill(dm_daemon.pid, SIGHUP), 0);
+	ck_assert_int_eq(kill(dm_fx.daemon.pid, SIGHUP), 0);
 	ck_assert_msg(wait_for_line(logfile, "SIGHUP: log reopened"), "no new log file after SIGHUP");
 	ck_assert_msg(wait_for_line(logfile, "reload: sweep_grace_ms 5000 -> 7000"), "sweep_grace_ms not reloaded");
 	ck_assert_msg(wait_for_line(logfile, "reload: log_level changed"), "log_level not reloaded");
@@ -208,20 +208,20 @@ START_TEST(test_sighup)
 
 	/* The new token works, the old one does not; the daemon still listens
 	 * where it did. */
-	ck_assert(tl_http_request_h(dm_daemon.port, "POST", "/v1/sweep", "Authorization: Bearer new-token\r\n", "",
+	ck_assert(tl_http_request_h(dm_fx.daemon.port, "POST", "/v1/sweep", "Authorization: Bearer new-token\r\n", "",
 				    30000, &r, err, sizeof err));
 	ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
 	tl_http_response_free(&r);
-	ck_assert(tl_http_request_h(dm_daemon.port, "POST", "/v1/sweep", "Authorization: Bearer old-token\r\n", "",
+	ck_assert(tl_http_request_h(dm_fx.daemon.port, "POST", "/v1/sweep", "Authorization: Bearer old-token\r\n", "",
 				    30000, &r, err, sizeof err));
 	ck_assert_int_eq(r.status, 401);
 	tl_http_response_free(&r);
 
 	/* A broken file on SIGHUP: the running configuration stays. */
 	set("max_in_flight", "not-a-number");
-	ck_assert_int_eq(kill(dm_daemon.pid, SIGHUP), 0);
+	ck_assert_int_eq(kill(dm_fx.daemon.pid, SIGHUP), 0);
 	ck_assert_msg(wait_for_line(logfile, "keeping the running configuration"), "no error for a broken file");
-	ck_assert(tl_http_request(dm_daemon.port, "GET", "/healthz", NULL, 10000, &r, err, sizeof err));
+	ck_assert(tl_http_request(dm_fx.daemon.port, "GET", "/healthz", NULL, 10000, &r, err, sizeof err));
 	ck_assert_int_eq(r.status, 200);
 	tl_http_response_free(&r);
 }
@@ -237,12 +237,12 @@ START_TEST(test_json_logs)
 	int lines = 0, txn_lines = 0;
 	const char *body = "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT 1/0\"}],\"bank_b\":[{\"sql\":\"SELECT 1\"}]}}";
 
-	snprintf(logfile, sizeof logfile, "%s/json-%d.log", dm_env.tmpdir, (int)getpid());
+	snprintf(logfile, sizeof logfile, "%s/json-%d.log", dm_fx.env.tmpdir, (int)getpid());
 	set("log_file", logfile);
 	set("log_format", "json");
 	set("log_level", "debug");
 	start();
-	ck_assert(tl_http_request(dm_daemon.port, "POST", "/v1/transactions", body, 30000, &r, err, sizeof err));
+	ck_assert(tl_http_request(dm_fx.daemon.port, "POST", "/v1/transactions", body, 30000, &r, err, sizeof err));
 	ck_assert_int_eq(r.status, 409);
 	tl_http_response_free(&r);
 	ck_assert(wait_for_line(logfile, "\"txn\":"));
@@ -269,81 +269,17 @@ END_TEST
 
 /* ------------------------------------------------------------- fixtures */
 
-static void dm_clusters_setup(void)
-{
-	static const char *const names[] = {"bank_a", "bank_b"};
-
-	if (dm_env_tried)
-		return;
-	dm_env_tried = true;
-	fflush(NULL);
-	if (!tl_env_init(&dm_env, dm_env_err, sizeof dm_env_err))
-		return;
-	dm_env.keep_tmpdir = getenv("TWOPC_TEST_KEEP") != NULL;
-	for (int i = 0; i < 2; i++) {
-		if (!tl_env_add_cluster(&dm_env, names[i], dm_env_err, sizeof dm_env_err) ||
-		    !tl_pg_exec(tl_env_cluster(&dm_env, names[i]), "CREATE TABLE transfers (id text PRIMARY KEY)",
-				dm_env_err, sizeof dm_env_err))
-			return;
-	}
-	dm_env_ok = true;
-}
-
-static void dm_setup(const char *tag)
-{
-	char err[DM_ERR], log_dir[TL_PATH_MAX + 32];
-
-	ck_assert_msg(dm_env_ok, "test clusters could not be created: %s", dm_env_err);
-	if (!tl_fmt(log_dir, sizeof log_dir, "%s/twopcd-log-%s", dm_env.tmpdir, tag))
-		ck_abort_msg("temporary directory path too long");
-	if (!tl_daemon_configure(&dm_daemon, &dm_env, log_dir, tag, err, sizeof err))
-		ck_abort_msg("%s", err);
-}
-
-static void dm_teardown(void)
-{
-	char err[DM_ERR];
-
-	if (!tl_daemon_kill(&dm_daemon, err, sizeof err))
-		ck_abort_msg("%s", err);
-}
-
-#define DM_SETUP(name) \
-	static void dm_setup_##name(void) { dm_setup(#name); }
-DM_SETUP(sigterm_under_load)
-DM_SETUP(sighup)
-DM_SETUP(json_logs)
-
-static void dm_add(Suite *s, const char *name, const TTest *test, void (*setup)(void))
-{
-	TCase *tc = tcase_create(name);
-
-	tcase_add_unchecked_fixture(tc, dm_clusters_setup, NULL);
-	tcase_add_checked_fixture(tc, setup, dm_teardown);
-	tcase_set_timeout(tc, DM_TIMEOUT_S);
-	tcase_add_test(tc, test);
-	suite_add_tcase(s, tc);
-}
+TL_FIXTURE_GLUE(dm_fx)
+TL_FIXTURE_SETUP(dm_fx, sigterm_under_load)
+TL_FIXTURE_SETUP(dm_fx, sighup)
+TL_FIXTURE_SETUP(dm_fx, json_logs)
 
 int main(void)
 {
-	const char *skip = tl_skip_reason();
-	Suite *s;
-	SRunner *sr;
-	int failed;
+	Suite *s = suite_create("daemon");
 
-	if (skip != NULL) {
-		fprintf(stderr, "check_daemon: SKIP: %s\n", skip);
-		return TL_EXIT_SKIP;
-	}
-	s = suite_create("daemon");
-	dm_add(s, "sigterm_under_load", test_sigterm_under_load, dm_setup_sigterm_under_load);
-	dm_add(s, "sighup", test_sighup, dm_setup_sighup);
-	dm_add(s, "json_logs", test_json_logs, dm_setup_json_logs);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	tl_env_destroy(&dm_env);
-	return failed > 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+	TL_FIXTURE_CASE(dm_fx, s, sigterm_under_load);
+	TL_FIXTURE_CASE(dm_fx, s, sighup);
+	TL_FIXTURE_CASE(dm_fx, s, json_logs);
+	return tl_fixture_main(&dm_fx, s);
 }

@@ -10,7 +10,7 @@
  * daemon must keep serving afterwards. Every response is also written to
  * the API trace for the OpenAPI check.
  */
-#include "testlib.h"
+#include "tlfixture.h"
 
 #include <check.h>
 #include <errno.h>
@@ -26,12 +26,18 @@
 
 #define HT_TIMEOUT_S 300
 #define HT_ERR 2048
+#define HT_SCHEMA                                                                                   \
+	"CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL);"                   \
+	"INSERT INTO accounts VALUES (1, 1000000);"
 #define HT_PROBLEM "https://twopc.dev/problems/"
 
-static TlEnv ht_env;
-static bool ht_env_tried, ht_env_ok;
-static char ht_env_err[HT_ERR];
-static TlDaemon ht_daemon;
+static const char *const ht_clusters[] = {"bank_a", "bank_b", NULL};
+static TlFixture ht_fx = {
+	.program = "check_http",
+	.clusters = ht_clusters,
+	.schema = HT_SCHEMA,
+	.timeout_s = HT_TIMEOUT_S,
+};
 
 /* ------------------------------------------------------------ raw client */
 
@@ -60,7 +66,7 @@ static Raw *raw_open(void)
 	Raw *r = calloc(1, sizeof *r);
 
 	ck_assert_ptr_nonnull(r);
-	r->fd = raw_connect(ht_daemon.port);
+	r->fd = raw_connect(ht_fx.daemon.port);
 	return r;
 }
 
@@ -176,7 +182,7 @@ static void expect_healthy(void)
 	TlHttpResponse r;
 	char err[HT_ERR];
 
-	ck_assert_msg(tl_http_request(ht_daemon.port, "GET", "/healthz", NULL, 10000, &r, err, sizeof err),
+	ck_assert_msg(tl_http_request(ht_fx.daemon.port, "GET", "/healthz", NULL, 10000, &r, err, sizeof err),
 		      "daemon stopped serving: %s", err);
 	ck_assert_int_eq(r.status, 200);
 	tl_http_response_free(&r);
@@ -198,7 +204,7 @@ static int64_t balance(const char *part)
 	char err[HT_ERR];
 	int64_t v = 0;
 
-	if (!tl_pg_scalar_i64(tl_env_cluster(&ht_env, part), "SELECT balance FROM accounts WHERE id = 1", 0, NULL, &v,
+	if (!tl_pg_scalar_i64(tl_env_cluster(&ht_fx.env, part), "SELECT balance FROM accounts WHERE id = 1", 0, NULL, &v,
 			      err, sizeof err))
 		ck_abort_msg("%s", err);
 	return v;
@@ -206,13 +212,7 @@ static int64_t balance(const char *part)
 
 static void start_with(const char *const *kv)
 {
-	char err[HT_ERR];
-
-	for (; kv && kv[0]; kv += 2)
-		if (!tl_daemon_set(&ht_daemon, kv[0], kv[1], err, sizeof err))
-			ck_abort_msg("%s", err);
-	if (!tl_daemon_start(&ht_daemon, NULL, err, sizeof err))
-		ck_abort_msg("%s", err);
+	tl_fixture_start(&ht_fx, kv, NULL);
 }
 
 /* Open descriptors of the daemon and its resident memory (KiB). */
@@ -222,7 +222,7 @@ static int daemon_fds(void)
 	FILE *p;
 	int n = -1;
 
-	snprintf(cmd, sizeof cmd, "ls /proc/%d/fd | wc -l", (int)ht_daemon.pid);
+	snprintf(cmd, sizeof cmd, "ls /proc/%d/fd | wc -l", (int)ht_fx.daemon.pid);
 	p = popen(cmd, "r");
 	ck_assert_ptr_nonnull(p);
 	if (fgets(out, sizeof out, p))
@@ -237,7 +237,7 @@ static long daemon_rss_kib(void)
 	FILE *f;
 	long kib = -1;
 
-	snprintf(path, sizeof path, "/proc/%d/status", (int)ht_daemon.pid);
+	snprintf(path, sizeof path, "/proc/%d/status", (int)ht_fx.daemon.pid);
 	f = fopen(path, "r");
 	ck_assert_ptr_nonnull(f);
 	while (fgets(line, sizeof line, f))
@@ -508,7 +508,7 @@ START_TEST(test_slowloris)
 
 	/* Others are served meanwhile. */
 	jb = json_loads(transfer_body(body, sizeof body, 3), 0, NULL);
-	ck_assert(tl_http_post_json(ht_daemon.port, "/v1/transactions", jb, 30000, &resp, err, sizeof err));
+	ck_assert(tl_http_post_json(ht_fx.daemon.port, "/v1/transactions", jb, 30000, &resp, err, sizeof err));
 	json_decref(jb);
 	ck_assert_msg(resp.status == 200, "%d %s", resp.status, resp.body);
 	tl_http_response_free(&resp);
@@ -577,7 +577,7 @@ START_TEST(test_max_connections)
 	for (int tries = 0;; tries++) {
 		TlHttpResponse h;
 		char err[HT_ERR];
-		ck_assert(tl_http_request(ht_daemon.port, "GET", "/healthz", NULL, 10000, &h, err, sizeof err));
+		ck_assert(tl_http_request(ht_fx.daemon.port, "GET", "/healthz", NULL, 10000, &h, err, sizeof err));
 		int st = h.status;
 		tl_http_response_free(&h);
 		if (st == 200)
@@ -661,7 +661,7 @@ START_TEST(test_auth)
 	FILE *f;
 	int64_t a0;
 
-	snprintf(path, sizeof path, "%s/tokens-%d", ht_env.tmpdir, (int)getpid());
+	snprintf(path, sizeof path, "%s/tokens-%d", ht_fx.env.tmpdir, (int)getpid());
 	f = fopen(path, "w");
 	ck_assert_ptr_nonnull(f);
 	fputs("# api clients\nfirst-token-AAAA\n\n  second.token_BBBB~+/=  \n", f);
@@ -671,11 +671,11 @@ START_TEST(test_auth)
 	a0 = balance("bank_a");
 	transfer_body(body, sizeof body, 5);
 
-	ck_assert(tl_http_request(ht_daemon.port, "GET", "/healthz", NULL, 10000, &resp, err, sizeof err));
+	ck_assert(tl_http_request(ht_fx.daemon.port, "GET", "/healthz", NULL, 10000, &resp, err, sizeof err));
 	ck_assert_int_eq(resp.status, 200);
 	tl_http_response_free(&resp);
 
-	ck_assert(tl_http_request(ht_daemon.port, "POST", "/v1/transactions", body, 10000, &resp, err, sizeof err));
+	ck_assert(tl_http_request(ht_fx.daemon.port, "POST", "/v1/transactions", body, 10000, &resp, err, sizeof err));
 	expect_problem(&resp, 401, "unauthorized");
 	ck_assert_str_eq(tl_http_header(&resp, "WWW-Authenticate", wa, sizeof wa), "Bearer realm=\"twopcd\"");
 	tl_http_response_free(&resp);
@@ -685,26 +685,26 @@ START_TEST(test_auth)
 	    "Authorization: Bearer first-token-AAA\r\n", "Authorization: Basic Zmlyc3QtdG9rZW4tQUFBQQ==\r\n",
 	    "Authorization: Bearer\r\n", "Authorization: Bearer # api clients\r\n"};
 	for (size_t i = 0; i < sizeof wrong / sizeof wrong[0]; i++) {
-		ck_assert(tl_http_request_h(ht_daemon.port, "POST", "/v1/transactions", wrong[i], body, 10000, &resp, err,
+		ck_assert(tl_http_request_h(ht_fx.daemon.port, "POST", "/v1/transactions", wrong[i], body, 10000, &resp, err,
 					    sizeof err));
 		expect_problem(&resp, 401, "unauthorized");
 		ck_assert_msg(tl_http_header(&resp, "WWW-Authenticate", wa, sizeof wa) != NULL, "no WWW-Authenticate");
 		tl_http_response_free(&resp);
 	}
-	ck_assert(tl_http_request(ht_daemon.port, "GET", "/v1/transactions/0000000000000001", NULL, 10000, &resp, err,
+	ck_assert(tl_http_request(ht_fx.daemon.port, "GET", "/v1/transactions/0000000000000001", NULL, 10000, &resp, err,
 				  sizeof err));
 	expect_problem(&resp, 401, "unauthorized");
 	tl_http_response_free(&resp);
-	ck_assert(tl_http_request(ht_daemon.port, "POST", "/v1/sweep", "", 10000, &resp, err, sizeof err));
+	ck_assert(tl_http_request(ht_fx.daemon.port, "POST", "/v1/sweep", "", 10000, &resp, err, sizeof err));
 	expect_problem(&resp, 401, "unauthorized");
 	tl_http_response_free(&resp);
 	ck_assert_int_eq(balance("bank_a"), a0); /* nothing ran */
 
-	ck_assert(tl_http_request_h(ht_daemon.port, "POST", "/v1/transactions",
+	ck_assert(tl_http_request_h(ht_fx.daemon.port, "POST", "/v1/transactions",
 				    "Authorization: bearer   second.token_BBBB~+/=\r\n", body, 30000, &resp, err, sizeof err));
 	ck_assert_msg(resp.status == 200, "%d %s", resp.status, resp.body);
 	tl_http_response_free(&resp);
-	ck_assert(tl_http_request_h(ht_daemon.port, "POST", "/v1/transactions",
+	ck_assert(tl_http_request_h(ht_fx.daemon.port, "POST", "/v1/transactions",
 				    "Authorization: Bearer first-token-AAAA\r\n", body, 30000, &resp, err, sizeof err));
 	ck_assert_msg(resp.status == 200, "%d %s", resp.status, resp.body);
 	tl_http_response_free(&resp);
@@ -713,7 +713,7 @@ START_TEST(test_auth)
 	/* The log says who was refused, never the token. */
 	{
 		char cmd[TL_PATH_MAX * 2];
-		snprintf(cmd, sizeof cmd, "grep -c -e 'first-token' -e 'second.token' '%s' >/dev/null", ht_daemon.log_path);
+		snprintf(cmd, sizeof cmd, "grep -c -e 'first-token' -e 'second.token' '%s' >/dev/null", ht_fx.daemon.log_path);
 		ck_assert_msg(system(cmd) != 0, "a token appears in the daemon's log");
 	}
 }
@@ -728,14 +728,14 @@ START_TEST(test_auth_bad_file)
 	size_t n;
 	char err[HT_ERR];
 
-	snprintf(path, sizeof path, "%s/badtokens-%d", ht_env.tmpdir, (int)getpid());
+	snprintf(path, sizeof path, "%s/badtokens-%d", ht_fx.env.tmpdir, (int)getpid());
 	f = fopen(path, "w");
 	ck_assert_ptr_nonnull(f);
 	fputs("good-token\nsecret with spaces\n", f);
 	fclose(f);
-	if (!tl_daemon_set(&ht_daemon, "auth_token_file", path, err, sizeof err))
+	if (!tl_daemon_set(&ht_fx.daemon, "auth_token_file", path, err, sizeof err))
 		ck_abort_msg("%s", err);
-	snprintf(cmd, sizeof cmd, "'%s' -c '%s' --check 2>&1; echo \"exit=$?\"", ht_daemon.bin, ht_daemon.conf_path);
+	snprintf(cmd, sizeof cmd, "'%s' -c '%s' --check 2>&1; echo \"exit=$?\"", ht_fx.daemon.bin, ht_fx.daemon.conf_path);
 	p = popen(cmd, "r");
 	ck_assert_ptr_nonnull(p);
 	n = fread(out, 1, sizeof out - 1, p);
@@ -749,95 +749,27 @@ END_TEST
 
 /* ------------------------------------------------------------- fixtures */
 
-static void ht_clusters_setup(void)
-{
-	static const char *const names[] = {"bank_a", "bank_b"};
-
-	if (ht_env_tried)
-		return;
-	ht_env_tried = true;
-	fflush(NULL);
-	if (!tl_env_init(&ht_env, ht_env_err, sizeof ht_env_err))
-		return;
-	ht_env.keep_tmpdir = getenv("TWOPC_TEST_KEEP") != NULL;
-	for (int i = 0; i < 2; i++) {
-		if (!tl_env_add_cluster(&ht_env, names[i], ht_env_err, sizeof ht_env_err) ||
-		    !tl_pg_exec(tl_env_cluster(&ht_env, names[i]),
-				"CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL);"
-				"INSERT INTO accounts VALUES (1, 1000000);",
-				ht_env_err, sizeof ht_env_err))
-			return;
-	}
-	ht_env_ok = true;
-}
-
-static void ht_setup(const char *tag)
-{
-	char err[HT_ERR], log_dir[TL_PATH_MAX + 32];
-
-	ck_assert_msg(ht_env_ok, "test clusters could not be created: %s", ht_env_err);
-	if (!tl_fmt(log_dir, sizeof log_dir, "%s/twopcd-log", ht_env.tmpdir))
-		ck_abort_msg("temporary directory path too long");
-	if (!tl_daemon_configure(&ht_daemon, &ht_env, log_dir, tag, err, sizeof err))
-		ck_abort_msg("%s", err);
-}
-
-static void ht_teardown(void)
-{
-	char err[HT_ERR];
-
-	if (!tl_daemon_kill(&ht_daemon, err, sizeof err))
-		ck_abort_msg("%s", err);
-}
-
-#define HT_SETUP(name) \
-	static void ht_setup_##name(void) { ht_setup(#name); }
-HT_SETUP(keepalive_pipelining)
-HT_SETUP(malformed_http)
-HT_SETUP(size_limits)
-HT_SETUP(slowloris)
-HT_SETUP(max_connections)
-HT_SETUP(ten_thousand_connections)
-HT_SETUP(auth)
-HT_SETUP(auth_bad_file)
-
-static void ht_add(Suite *s, const char *name, const TTest *test, void (*setup)(void))
-{
-	TCase *tc = tcase_create(name);
-
-	tcase_add_unchecked_fixture(tc, ht_clusters_setup, NULL);
-	tcase_add_checked_fixture(tc, setup, ht_teardown);
-	tcase_set_timeout(tc, HT_TIMEOUT_S);
-	tcase_add_test(tc, test);
-	suite_add_tcase(s, tc);
-}
-
-#define HT_CASE(s, name) ht_add(s, #name, test_##name, ht_setup_##name)
+TL_FIXTURE_GLUE(ht_fx)
+TL_FIXTURE_SETUP(ht_fx, keepalive_pipelining)
+TL_FIXTURE_SETUP(ht_fx, malformed_http)
+TL_FIXTURE_SETUP(ht_fx, size_limits)
+TL_FIXTURE_SETUP(ht_fx, slowloris)
+TL_FIXTURE_SETUP(ht_fx, max_connections)
+TL_FIXTURE_SETUP(ht_fx, ten_thousand_connections)
+TL_FIXTURE_SETUP(ht_fx, auth)
+TL_FIXTURE_SETUP(ht_fx, auth_bad_file)
 
 int main(void)
 {
-	const char *skip = tl_skip_reason();
-	Suite *s;
-	SRunner *sr;
-	int failed;
+	Suite *s = suite_create("http");
 
-	if (skip != NULL) {
-		fprintf(stderr, "check_http: SKIP: %s\n", skip);
-		return TL_EXIT_SKIP;
-	}
-	s = suite_create("http");
-	HT_CASE(s, keepalive_pipelining);
-	HT_CASE(s, malformed_http);
-	HT_CASE(s, size_limits);
-	HT_CASE(s, slowloris);
-	HT_CASE(s, max_connections);
-	HT_CASE(s, ten_thousand_connections);
-	HT_CASE(s, auth);
-	HT_CASE(s, auth_bad_file);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	tl_env_destroy(&ht_env);
-	return failed > 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+	TL_FIXTURE_CASE(ht_fx, s, keepalive_pipelining);
+	TL_FIXTURE_CASE(ht_fx, s, malformed_http);
+	TL_FIXTURE_CASE(ht_fx, s, size_limits);
+	TL_FIXTURE_CASE(ht_fx, s, slowloris);
+	TL_FIXTURE_CASE(ht_fx, s, max_connections);
+	TL_FIXTURE_CASE(ht_fx, s, ten_thousand_connections);
+	TL_FIXTURE_CASE(ht_fx, s, auth);
+	TL_FIXTURE_CASE(ht_fx, s, auth_bad_file);
+	return tl_fixture_main(&ht_fx, s);
 }

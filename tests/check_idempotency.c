@@ -9,7 +9,7 @@
  * restart, concurrent duplicates (409), the same key with another body
  * (422), bad keys (400), expiry, and the bounded key table (503).
  */
-#include "testlib.h"
+#include "tlfixture.h"
 
 #include <check.h>
 #include <pthread.h>
@@ -20,12 +20,18 @@
 
 #define ID_TIMEOUT_S 300
 #define ID_ERR 2048
+#define ID_SCHEMA                                                                                   \
+	"CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL);"                   \
+	"INSERT INTO accounts SELECT g, 1000000 FROM generate_series(1, 100) g;"
 #define ID_PROBLEM "https://twopc.dev/problems/"
 
-static TlEnv id_env;
-static bool id_env_tried, id_env_ok;
-static char id_env_err[ID_ERR];
-static TlDaemon id_daemon;
+static const char *const id_clusters[] = {"bank_a", "bank_b", NULL};
+static TlFixture id_fx = {
+	.program = "check_idempotency",
+	.clusters = id_clusters,
+	.schema = ID_SCHEMA,
+	.timeout_s = ID_TIMEOUT_S,
+};
 static int id_account; /* each test moves money on its own account */
 
 /* ---------------------------------------------------------------- helpers */
@@ -37,7 +43,7 @@ static int64_t balance(const char *part)
 	int64_t v = 0;
 
 	snprintf(acc, sizeof acc, "%d", id_account);
-	if (!tl_pg_scalar_i64(tl_env_cluster(&id_env, part), "SELECT balance FROM accounts WHERE id = $1", 1, p, &v,
+	if (!tl_pg_scalar_i64(tl_env_cluster(&id_fx.env, part), "SELECT balance FROM accounts WHERE id = $1", 1, p, &v,
 			      err, sizeof err))
 		ck_abort_msg("%s", err);
 	return v;
@@ -61,7 +67,7 @@ static void post_keyed(const char *key_header_value, const char *body, TlHttpRes
 
 	if (key_header_value != NULL)
 		snprintf(extra, sizeof extra, "Idempotency-Key: %s\r\n", key_header_value);
-	if (!tl_http_request_h(id_daemon.port, "POST", "/v1/transactions", key_header_value ? extra : NULL, body,
+	if (!tl_http_request_h(id_fx.daemon.port, "POST", "/v1/transactions", key_header_value ? extra : NULL, body,
 			       60000, r, err, sizeof err))
 		ck_abort_msg("POST: %s", err);
 }
@@ -90,20 +96,14 @@ static void unique_key(char *buf, size_t len, const char *what)
 
 static void start_with(const char *const *kv, const char *fault)
 {
-	char err[ID_ERR];
-
-	for (; kv && kv[0]; kv += 2)
-		if (!tl_daemon_set(&id_daemon, kv[0], kv[1], err, sizeof err))
-			ck_abort_msg("%s", err);
-	if (!tl_daemon_start(&id_daemon, fault, err, sizeof err))
-		ck_abort_msg("%s", err);
+	tl_fixture_start(&id_fx, kv, fault);
 }
 
 static void restart(const char *fault)
 {
 	char err[ID_ERR];
 
-	if (!tl_daemon_restart(&id_daemon, fault, err, sizeof err))
+	if (!tl_daemon_restart(&id_fx.daemon, fault, err, sizeof err))
 		ck_abort_msg("%s", err);
 }
 
@@ -112,8 +112,8 @@ static int64_t prepared(void)
 	char err[ID_ERR];
 	int64_t a = 0, b = 0;
 
-	ck_assert(tl_pg_count_prepared(tl_env_cluster(&id_env, "bank_a"), &a, err, sizeof err));
-	ck_assert(tl_pg_count_prepared(tl_env_cluster(&id_env, "bank_b"), &b, err, sizeof err));
+	ck_assert(tl_pg_count_prepared(tl_env_cluster(&id_fx.env, "bank_a"), &a, err, sizeof err));
+	ck_assert(tl_pg_count_prepared(tl_env_cluster(&id_fx.env, "bank_b"), &b, err, sizeof err));
 	return a + b;
 }
 
@@ -128,6 +128,7 @@ START_TEST(test_retry_after_success)
 	char key[128], body[1024];
 	int64_t a0, b0;
 
+	id_account = 1; /* each test moves money on its own account */
 	start_with(NULL, NULL);
 	a0 = balance("bank_a");
 	b0 = balance("bank_b");
@@ -175,11 +176,12 @@ START_TEST(test_retry_after_abort)
 	char key[128], body[1024], err[ID_ERR], sql[256];
 	int64_t b0;
 
+	id_account = 2; /* each test moves money on its own account */
 	start_with(NULL, NULL);
 	b0 = balance("bank_b");
 	/* bank_a has no row for the account yet: expect_rows fails. */
 	snprintf(sql, sizeof sql, "DELETE FROM accounts WHERE id = %d", id_account);
-	ck_assert(tl_pg_exec(tl_env_cluster(&id_env, "bank_a"), sql, err, sizeof err));
+	ck_assert(tl_pg_exec(tl_env_cluster(&id_fx.env, "bank_a"), sql, err, sizeof err));
 	unique_key(key, sizeof key, "abort");
 	transfer_body(body, sizeof body, 5);
 	post_keyed(key, body, &r);
@@ -192,7 +194,7 @@ START_TEST(test_retry_after_abort)
 	ck_assert_int_eq(balance("bank_b"), b0);
 
 	snprintf(sql, sizeof sql, "INSERT INTO accounts VALUES (%d, 100)", id_account);
-	ck_assert(tl_pg_exec(tl_env_cluster(&id_env, "bank_a"), sql, err, sizeof err));
+	ck_assert(tl_pg_exec(tl_env_cluster(&id_fx.env, "bank_a"), sql, err, sizeof err));
 	post_keyed(key, body, &r);
 	ck_assert_msg(r.status == 200 && !replayed(&r), "%d %s", r.status, r.body);
 	tl_http_response_free(&r);
@@ -216,6 +218,7 @@ START_TEST(test_retry_after_crash)
 	int64_t a0, b0;
 	int wstatus;
 
+	id_account = 3; /* each test moves money on its own account */
 	start_with(NULL, "after_log_fsync:crash");
 	a0 = balance("bank_a");
 	b0 = balance("bank_b");
@@ -224,11 +227,11 @@ START_TEST(test_retry_after_crash)
 	{
 		char extra[256], e2[ID_ERR];
 		snprintf(extra, sizeof extra, "Idempotency-Key: %s\r\n", key);
-		ck_assert_msg(!tl_http_request_h(id_daemon.port, "POST", "/v1/transactions", extra, body, 30000, &r, e2,
+		ck_assert_msg(!tl_http_request_h(id_fx.daemon.port, "POST", "/v1/transactions", extra, body, 30000, &r, e2,
 						 sizeof e2),
 			      "the crash fault did not fire: %d %s", r.status, r.body);
 	}
-	ck_assert(tl_daemon_wait_exit(&id_daemon, 10000, &wstatus, err, sizeof err));
+	ck_assert(tl_daemon_wait_exit(&id_fx.daemon, 10000, &wstatus, err, sizeof err));
 	restart(NULL);
 	post_keyed(key, body, &r);
 	ck_assert_msg(r.status == 200 && replayed(&r), "%d %s", r.status, r.body);
@@ -245,7 +248,7 @@ START_TEST(test_retry_after_crash)
 		ck_assert_int_eq(after, a0 - 11);
 	}
 	snprintf(path, sizeof path, "/v1/transactions/%s", tl_json_str(r.json, "id"));
-	ck_assert(tl_http_request(id_daemon.port, "GET", path, NULL, 10000, &g, err, sizeof err));
+	ck_assert(tl_http_request(id_fx.daemon.port, "GET", path, NULL, 10000, &g, err, sizeof err));
 	ck_assert_msg(g.status == 200 && strcmp(tl_json_str(g.json, "status"), "committed") == 0, "%s", g.body);
 	tl_http_response_free(&g);
 	tl_http_response_free(&r);
@@ -273,7 +276,7 @@ static void *dup_main(void *arg)
 	char err[ID_ERR], extra[256];
 
 	snprintf(extra, sizeof extra, "Idempotency-Key: %s\r\n", d->key);
-	if (tl_http_request_h(id_daemon.port, "POST", "/v1/transactions", extra, d->body, 60000, &r, err, sizeof err)) {
+	if (tl_http_request_h(id_fx.daemon.port, "POST", "/v1/transactions", extra, d->body, 60000, &r, err, sizeof err)) {
 		const char *t = r.json ? tl_json_str(r.json, "type") : NULL;
 		d->status = r.status;
 		d->replayed = replayed(&r);
@@ -297,13 +300,14 @@ START_TEST(test_concurrent_duplicates)
 	PGresult *res;
 	int64_t a0;
 
+	id_account = 4; /* each test moves money on its own account */
 	start_with(kv, NULL);
 	a0 = balance("bank_a");
 	unique_key(key, sizeof key, "dup");
 	transfer_body(body, sizeof body, 3);
 	transfer_body(other, sizeof other, 4);
 
-	lock = tl_pg_connect(tl_env_cluster(&id_env, "bank_a"), err, sizeof err);
+	lock = tl_pg_connect(tl_env_cluster(&id_fx.env, "bank_a"), err, sizeof err);
 	ck_assert_msg(lock != NULL, "%s", err);
 	snprintf(sql, sizeof sql, "BEGIN; SELECT * FROM accounts WHERE id = %d FOR UPDATE", id_account);
 	res = PQexec(lock, sql);
@@ -317,7 +321,7 @@ START_TEST(test_concurrent_duplicates)
 	/* Wait until the first attempt waits on the lock. */
 	for (int i = 0;; i++) {
 		int64_t waiting = 0;
-		ck_assert(tl_pg_scalar_i64(tl_env_cluster(&id_env, "bank_a"),
+		ck_assert(tl_pg_scalar_i64(tl_env_cluster(&id_fx.env, "bank_a"),
 					   "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'", 0, NULL,
 					   &waiting, err, sizeof err));
 		if (waiting > 0)
@@ -365,6 +369,7 @@ START_TEST(test_key_reuse_and_bad_keys)
 	char key[128], body[1024], other[1024], longkey[300];
 	int64_t a0;
 
+	id_account = 5; /* each test moves money on its own account */
 	start_with(NULL, NULL);
 	a0 = balance("bank_a");
 	unique_key(key, sizeof key, "reuse");
@@ -412,6 +417,7 @@ START_TEST(test_expiry_and_bound)
 	int64_t a0, t0;
 	int accepted = 0;
 
+	id_account = 6; /* each test moves money on its own account */
 	start_with(kv, NULL);
 	a0 = balance("bank_a");
 	transfer_body(body, sizeof body, 1);
@@ -473,95 +479,23 @@ END_TEST
 
 /* ------------------------------------------------------------- fixtures */
 
-static void id_clusters_setup(void)
-{
-	static const char *const names[] = {"bank_a", "bank_b"};
-
-	if (id_env_tried)
-		return;
-	id_env_tried = true;
-	fflush(NULL);
-	if (!tl_env_init(&id_env, id_env_err, sizeof id_env_err))
-		return;
-	id_env.keep_tmpdir = getenv("TWOPC_TEST_KEEP") != NULL;
-	for (int i = 0; i < 2; i++) {
-		if (!tl_env_add_cluster(&id_env, names[i], id_env_err, sizeof id_env_err) ||
-		    !tl_pg_exec(tl_env_cluster(&id_env, names[i]),
-				"CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL);"
-				"INSERT INTO accounts SELECT g, 1000000 FROM generate_series(1, 100) g;",
-				id_env_err, sizeof id_env_err))
-			return;
-	}
-	id_env_ok = true;
-}
-
-static void id_setup(const char *tag)
-{
-	char err[ID_ERR], log_dir[TL_PATH_MAX + 32];
-
-	ck_assert_msg(id_env_ok, "test clusters could not be created: %s", id_env_err);
-	if (!tl_fmt(log_dir, sizeof log_dir, "%s/twopcd-log-%s", id_env.tmpdir, tag))
-		ck_abort_msg("temporary directory path too long");
-	if (!tl_daemon_configure(&id_daemon, &id_env, log_dir, tag, err, sizeof err))
-		ck_abort_msg("%s", err);
-}
-
-static void id_teardown(void)
-{
-	char err[ID_ERR];
-
-	if (!tl_daemon_kill(&id_daemon, err, sizeof err))
-		ck_abort_msg("%s", err);
-}
-
-#define ID_SETUP(name, account)                  \
-	static void id_setup_##name(void)        \
-	{                                        \
-		id_account = account;            \
-		id_setup(#name);                 \
-	}
-ID_SETUP(retry_after_success, 1)
-ID_SETUP(retry_after_abort, 2)
-ID_SETUP(retry_after_crash, 3)
-ID_SETUP(concurrent_duplicates, 4)
-ID_SETUP(key_reuse_and_bad_keys, 5)
-ID_SETUP(expiry_and_bound, 6)
-
-static void id_add(Suite *s, const char *name, const TTest *test, void (*setup)(void))
-{
-	TCase *tc = tcase_create(name);
-
-	tcase_add_unchecked_fixture(tc, id_clusters_setup, NULL);
-	tcase_add_checked_fixture(tc, setup, id_teardown);
-	tcase_set_timeout(tc, ID_TIMEOUT_S);
-	tcase_add_test(tc, test);
-	suite_add_tcase(s, tc);
-}
-
-#define ID_CASE(s, name) id_add(s, #name, test_##name, id_setup_##name)
+TL_FIXTURE_GLUE(id_fx)
+TL_FIXTURE_SETUP(id_fx, retry_after_success)
+TL_FIXTURE_SETUP(id_fx, retry_after_abort)
+TL_FIXTURE_SETUP(id_fx, retry_after_crash)
+TL_FIXTURE_SETUP(id_fx, concurrent_duplicates)
+TL_FIXTURE_SETUP(id_fx, key_reuse_and_bad_keys)
+TL_FIXTURE_SETUP(id_fx, expiry_and_bound)
 
 int main(void)
 {
-	const char *skip = tl_skip_reason();
-	Suite *s;
-	SRunner *sr;
-	int failed;
+	Suite *s = suite_create("idempotency");
 
-	if (skip != NULL) {
-		fprintf(stderr, "check_idempotency: SKIP: %s\n", skip);
-		return TL_EXIT_SKIP;
-	}
-	s = suite_create("idempotency");
-	ID_CASE(s, retry_after_success);
-	ID_CASE(s, retry_after_abort);
-	ID_CASE(s, retry_after_crash);
-	ID_CASE(s, concurrent_duplicates);
-	ID_CASE(s, key_reuse_and_bad_keys);
-	ID_CASE(s, expiry_and_bound);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	tl_env_destroy(&id_env);
-	return failed > 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+	TL_FIXTURE_CASE(id_fx, s, retry_after_success);
+	TL_FIXTURE_CASE(id_fx, s, retry_after_abort);
+	TL_FIXTURE_CASE(id_fx, s, retry_after_crash);
+	TL_FIXTURE_CASE(id_fx, s, concurrent_duplicates);
+	TL_FIXTURE_CASE(id_fx, s, key_reuse_and_bad_keys);
+	TL_FIXTURE_CASE(id_fx, s, expiry_and_bound);
+	return tl_fixture_main(&id_fx, s);
 }

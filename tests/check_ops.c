@@ -10,7 +10,7 @@
  * GET /v1/recent-aborts must show why things aborted; and a prepared
  * transaction that holds back the xmin horizon must be warned about.
  */
-#include "testlib.h"
+#include "tlfixture.h"
 
 #include <check.h>
 #include <stdio.h>
@@ -20,30 +20,30 @@
 
 #define OP_TIMEOUT_S 300
 #define OP_ERR 2048
+#define OP_SCHEMA                                                                                   \
+	"CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL);"                   \
+	"INSERT INTO accounts SELECT g, 1000000 FROM generate_series(1, 100) g;"
 
-static TlEnv op_env;
-static bool op_env_tried, op_env_ok;
-static char op_env_err[OP_ERR];
-static TlDaemon op_daemon;
+static const char *const op_clusters[] = {"bank_a", "bank_b", NULL};
+static TlFixture op_fx = {
+	.program = "check_ops",
+	.clusters = op_clusters,
+	.schema = OP_SCHEMA,
+	.timeout_s = OP_TIMEOUT_S,
+};
 
 /* ---------------------------------------------------------------- helpers */
 
 static void start_with(const char *const *kv)
 {
-	char err[OP_ERR];
-
-	for (; kv && kv[0]; kv += 2)
-		if (!tl_daemon_set(&op_daemon, kv[0], kv[1], err, sizeof err))
-			ck_abort_msg("%s", err);
-	if (!tl_daemon_start(&op_daemon, NULL, err, sizeof err))
-		ck_abort_msg("%s", err);
+	tl_fixture_start(&op_fx, kv, NULL);
 }
 
 static void get(const char *path, TlHttpResponse *r)
 {
 	char err[OP_ERR];
 
-	if (!tl_http_request(op_daemon.port, "GET", path, NULL, 30000, r, err, sizeof err))
+	if (!tl_http_request(op_fx.daemon.port, "GET", path, NULL, 30000, r, err, sizeof err))
 		ck_abort_msg("GET %s: %s", path, err);
 	ck_assert_msg(r->status == 200, "GET %s: %d %s", path, r->status, r->body);
 }
@@ -54,7 +54,7 @@ static int post_txn(const char *body)
 	char err[OP_ERR];
 	int st;
 
-	if (!tl_http_request(op_daemon.port, "POST", "/v1/transactions", body, 30000, &r, err, sizeof err))
+	if (!tl_http_request(op_fx.daemon.port, "POST", "/v1/transactions", body, 30000, &r, err, sizeof err))
 		ck_abort_msg("POST: %s", err);
 	st = r.status;
 	tl_http_response_free(&r);
@@ -66,7 +66,7 @@ static void sweep_now(void)
 	TlHttpResponse r;
 	char err[OP_ERR];
 
-	ck_assert(tl_http_request(op_daemon.port, "POST", "/v1/sweep", "", 60000, &r, err, sizeof err));
+	ck_assert(tl_http_request(op_fx.daemon.port, "POST", "/v1/sweep", "", 60000, &r, err, sizeof err));
 	ck_assert_int_eq(r.status, 200);
 	tl_http_response_free(&r);
 }
@@ -87,7 +87,7 @@ static void pg(const char *part, const char *sql)
 {
 	char err[OP_ERR];
 
-	if (!tl_pg_exec(tl_env_cluster(&op_env, part), sql, err, sizeof err))
+	if (!tl_pg_exec(tl_env_cluster(&op_fx.env, part), sql, err, sizeof err))
 		ck_abort_msg("%s: %s", part, err);
 }
 
@@ -136,7 +136,7 @@ START_TEST(test_metrics)
 	ck_assert_str_eq(r.content_type, "text/plain");
 
 	/* promtool reads the exposition on stdin. */
-	snprintf(path, sizeof path, "%s/metrics-%d.txt", op_env.tmpdir, (int)getpid());
+	snprintf(path, sizeof path, "%s/metrics-%d.txt", op_fx.env.tmpdir, (int)getpid());
 	f = fopen(path, "w");
 	ck_assert_ptr_nonnull(f);
 	fwrite(r.body, 1, r.body_len, f);
@@ -246,7 +246,7 @@ START_TEST(test_in_doubt_and_explain)
 	{
 		TlHttpResponse p;
 		char err[OP_ERR];
-		ck_assert(tl_http_request(op_daemon.port, "POST", "/v1/transactions", xfer_ok, 30000, &p, err, sizeof err));
+		ck_assert(tl_http_request(op_fx.daemon.port, "POST", "/v1/transactions", xfer_ok, 30000, &p, err, sizeof err));
 		ck_assert_int_eq(p.status, 200);
 		committed_id = tl_json_str(p.json, "id");
 		snprintf(path, sizeof path, "/v1/transactions/%s", committed_id);
@@ -269,9 +269,9 @@ START_TEST(test_in_doubt_and_explain)
 	ck_assert(sample(r.body, "twopc_participant_prepared", "participant=\"bank_a\",owner=\"foreign\"") == 1);
 	tl_http_response_free(&r);
 	snprintf(cmd, sizeof cmd, "grep -q \"participant=bank_a.*holds back vacuum's xmin horizon\" '%s'",
-		 op_daemon.log_path);
+		 op_fx.daemon.log_path);
 	if (system(cmd) != 0) {
-		tl_daemon_print_log_tail(&op_daemon, 30);
+		tl_daemon_print_log_tail(&op_fx.daemon, 30);
 		ck_abort_msg("no xmin-horizon warning in the log");
 	}
 	pg("bank_a", "ROLLBACK PREPARED 'app-foreign-1'");
@@ -285,81 +285,15 @@ END_TEST
 
 /* ------------------------------------------------------------- fixtures */
 
-static void op_clusters_setup(void)
-{
-	static const char *const names[] = {"bank_a", "bank_b"};
-
-	if (op_env_tried)
-		return;
-	op_env_tried = true;
-	fflush(NULL);
-	if (!tl_env_init(&op_env, op_env_err, sizeof op_env_err))
-		return;
-	op_env.keep_tmpdir = getenv("TWOPC_TEST_KEEP") != NULL;
-	for (int i = 0; i < 2; i++) {
-		if (!tl_env_add_cluster(&op_env, names[i], op_env_err, sizeof op_env_err) ||
-		    !tl_pg_exec(tl_env_cluster(&op_env, names[i]),
-				"CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL);"
-				"INSERT INTO accounts SELECT g, 1000000 FROM generate_series(1, 100) g;",
-				op_env_err, sizeof op_env_err))
-			return;
-	}
-	op_env_ok = true;
-}
-
-static void op_setup(const char *tag)
-{
-	char err[OP_ERR], log_dir[TL_PATH_MAX + 32];
-
-	ck_assert_msg(op_env_ok, "test clusters could not be created: %s", op_env_err);
-	if (!tl_fmt(log_dir, sizeof log_dir, "%s/twopcd-log-%s", op_env.tmpdir, tag))
-		ck_abort_msg("temporary directory path too long");
-	if (!tl_daemon_configure(&op_daemon, &op_env, log_dir, tag, err, sizeof err))
-		ck_abort_msg("%s", err);
-}
-
-static void op_teardown(void)
-{
-	char err[OP_ERR];
-
-	if (!tl_daemon_kill(&op_daemon, err, sizeof err))
-		ck_abort_msg("%s", err);
-}
-
-#define OP_SETUP(name) \
-	static void op_setup_##name(void) { op_setup(#name); }
-OP_SETUP(metrics)
-OP_SETUP(in_doubt_and_explain)
-
-static void op_add(Suite *s, const char *name, const TTest *test, void (*setup)(void))
-{
-	TCase *tc = tcase_create(name);
-
-	tcase_add_unchecked_fixture(tc, op_clusters_setup, NULL);
-	tcase_add_checked_fixture(tc, setup, op_teardown);
-	tcase_set_timeout(tc, OP_TIMEOUT_S);
-	tcase_add_test(tc, test);
-	suite_add_tcase(s, tc);
-}
+TL_FIXTURE_GLUE(op_fx)
+TL_FIXTURE_SETUP(op_fx, metrics)
+TL_FIXTURE_SETUP(op_fx, in_doubt_and_explain)
 
 int main(void)
 {
-	const char *skip = tl_skip_reason();
-	Suite *s;
-	SRunner *sr;
-	int failed;
+	Suite *s = suite_create("ops");
 
-	if (skip != NULL) {
-		fprintf(stderr, "check_ops: SKIP: %s\n", skip);
-		return TL_EXIT_SKIP;
-	}
-	s = suite_create("ops");
-	op_add(s, "metrics", test_metrics, op_setup_metrics);
-	op_add(s, "in_doubt_and_explain", test_in_doubt_and_explain, op_setup_in_doubt_and_explain);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	tl_env_destroy(&op_env);
-	return failed > 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+	TL_FIXTURE_CASE(op_fx, s, metrics);
+	TL_FIXTURE_CASE(op_fx, s, in_doubt_and_explain);
+	return tl_fixture_main(&op_fx, s);
 }

@@ -29,6 +29,7 @@
 #define TL_WUR __attribute__((warn_unused_result))
 
 #define TL_PATH_MAX 1024
+#define TL_ERR_MAX 2048 /* room for an error message (a command line, a log tail) */
 #define TL_NAME_MAX 64
 #define TL_MAX_CLUSTERS 8
 
