@@ -34,6 +34,7 @@
  */
 #include "chromium.h"
 #include "testlib.h"
+#include "tlfixture.h"
 
 #include <check.h>
 #include <pthread.h>
@@ -60,13 +61,22 @@
 #define DB_FOREIGN_GID "xa_billing_4711"
 #define DB_TOKEN       "dashboard-token-7f3a"
 
-static const char *const db_parts[] = {"bank_a", "bank_b", "bank_c"};
+static const char *const db_parts[] = {"bank_a", "bank_b", "bank_c", NULL};
 #define DB_NPARTS 3
 
-static TlEnv db_env;
-static bool db_env_tried, db_env_ok;
-static char db_env_err[DB_ERR];
-static TlDaemon db_daemon;
+/* 20 accounts (DB_ACCOUNTS) per participant; notes for the prepared ones. */
+#define DB_SCHEMA                                                                                                      \
+	"CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL);"                                         \
+	"INSERT INTO accounts SELECT g, 1000000 FROM generate_series(1, 20) g;"                                        \
+	"CREATE TABLE notes (id serial PRIMARY KEY, note text NOT NULL);"
+_Static_assert(DB_ACCOUNTS == 20, "DB_SCHEMA makes 20 accounts");
+
+static TlFixture db_fx = {
+    .program = "check_dashboard",
+    .clusters = db_parts,
+    .schema = DB_SCHEMA,
+    .timeout_s = DB_TIMEOUT_S,
+};
 
 /* ------------------------------------------------------------- the load */
 
@@ -359,7 +369,7 @@ static Chromium *db_browser(const char *url)
 	if (cr_find(bin, sizeof bin) == NULL)
 		ck_abort_msg("chromium is not installed (or not executable at $TWOPC_CHROMIUM); this test needs "
 		             "Debian's chromium package: run scripts/install-deps");
-	if (!tl_fmt(dir, sizeof dir, "%s/browser-%d", db_env.tmpdir, (int)getpid()))
+	if (!tl_fmt(dir, sizeof dir, "%s/browser-%d", db_fx.env.tmpdir, (int)getpid()))
 		ck_abort_msg("temp dir path too long");
 	ck_assert_msg(mkdir(dir, 0700) == 0, "mkdir %s", dir);
 	if (!cr_start(bin, dir, DB_WIDTH, DB_HEIGHT, &c, err, sizeof err)) {
@@ -378,10 +388,10 @@ static Chromium *db_browser(const char *url)
 static void db_screenshot(Chromium *c, const char *name, const char *copy_to)
 {
 	char path[TL_PATH_MAX + 64], err[DB_ERR];
-	const char *dirs[] = {db_env.tmpdir, NULL};
+	const char *dirs[] = {db_fx.env.tmpdir, NULL};
 	char build_tests[TL_PATH_MAX + 16];
 
-	if (!tl_fmt(build_tests, sizeof build_tests, "%s/tests", db_env.builddir))
+	if (!tl_fmt(build_tests, sizeof build_tests, "%s/tests", db_fx.env.builddir))
 		ck_abort_msg("build dir path too long");
 	dirs[1] = build_tests;
 	for (int i = 0; i < 2; i++) {
@@ -576,13 +586,7 @@ static void db_check_degraded(const json_t *s, DbLoad *load)
 
 static void db_start_daemon(const char *const *kv)
 {
-	char err[DB_ERR];
-
-	for (; kv && kv[0]; kv += 2)
-		if (!tl_daemon_set(&db_daemon, kv[0], kv[1], err, sizeof err))
-			ck_abort_msg("%s", err);
-	if (!tl_daemon_start(&db_daemon, NULL, err, sizeof err))
-		ck_abort_msg("%s", err);
+	tl_fixture_start(&db_fx, kv, NULL);
 }
 
 static void db_prepare(const char *part, const char *gid)
@@ -590,7 +594,7 @@ static void db_prepare(const char *part, const char *gid)
 	char sql[256], err[DB_ERR];
 
 	snprintf(sql, sizeof sql, "BEGIN; INSERT INTO notes (note) VALUES ('%s'); PREPARE TRANSACTION '%s'", gid, gid);
-	if (!tl_pg_exec(tl_env_cluster(&db_env, part), sql, err, sizeof err))
+	if (!tl_pg_exec(tl_env_cluster(&db_fx.env, part), sql, err, sizeof err))
 		ck_abort_msg("%s: %s", part, err);
 }
 
@@ -599,7 +603,7 @@ static bool db_prepared(const char *part, const char *gid)
 	char err[DB_ERR];
 	bool yes;
 
-	if (!tl_pg_gid_prepared(tl_env_cluster(&db_env, part), gid, &yes, err, sizeof err))
+	if (!tl_pg_gid_prepared(tl_env_cluster(&db_fx.env, part), gid, &yes, err, sizeof err))
 		ck_abort_msg("%s: %s", part, err);
 	return yes;
 }
@@ -624,10 +628,10 @@ START_TEST(test_live)
 	int64_t t0, c0, t1, c1;
 
 	db_start_daemon(kv);
-	db_load_start(&load, workers, db_daemon.port);
+	db_load_start(&load, workers, db_fx.daemon.port);
 	db_prepare("bank_a", DB_OURS_GID);
 	db_prepare("bank_b", DB_FOREIGN_GID);
-	snprintf(url, sizeof url, "http://127.0.0.1:%d/", db_daemon.port);
+	snprintf(url, sizeof url, "http://127.0.0.1:%d/", db_fx.daemon.port);
 	c = db_browser(url);
 	t0 = tl_now_ms();
 	c0 = db_committed(&load);
@@ -657,7 +661,7 @@ START_TEST(test_live)
 
 	/* A sweep rolls ours back; the page follows, the foreign one stays. */
 	t1 = tl_now_ms();
-	ck_assert(tl_http_request(db_daemon.port, "POST", "/v1/sweep", "", 30000, &r, err, sizeof err));
+	ck_assert(tl_http_request(db_fx.daemon.port, "POST", "/v1/sweep", "", 30000, &r, err, sizeof err));
 	ck_assert_msg(r.status == 200, "sweep: %d %s", r.status, r.body);
 	tl_http_response_free(&r);
 	ck_assert_msg(!db_prepared("bank_a", DB_OURS_GID), "the sweep left %s prepared", DB_OURS_GID);
@@ -669,7 +673,7 @@ START_TEST(test_live)
 
 	/* A participant goes down: degraded, and why. */
 	t1 = tl_now_ms();
-	if (!tl_cluster_stop(&db_env, tl_env_cluster(&db_env, "bank_c"), "immediate", err, sizeof err))
+	if (!tl_cluster_stop(&db_fx.env, tl_env_cluster(&db_fx.env, "bank_c"), "immediate", err, sizeof err))
 		ck_abort_msg("%s", err);
 	s = db_wait(c, db_ready_degraded, NULL, DB_WAIT_MS, "bank_c down");
 	fprintf(stderr, "check_dashboard: the page showed bank_c down %lld ms after it was stopped\n",
@@ -688,9 +692,10 @@ START_TEST(test_live)
 	db_expect_no_problems(c);
 	cr_stop(c);
 	free(load.aborts);
-	if (!tl_cluster_start(&db_env, tl_env_cluster(&db_env, "bank_c"), err, sizeof err))
+	if (!tl_cluster_start(&db_fx.env, tl_env_cluster(&db_fx.env, "bank_c"), err, sizeof err))
 		ck_abort_msg("%s", err);
-	if (!tl_pg_exec(tl_env_cluster(&db_env, "bank_b"), "ROLLBACK PREPARED '" DB_FOREIGN_GID "'", err, sizeof err))
+	if (!tl_pg_exec(tl_env_cluster(&db_fx.env, "bank_b"), "ROLLBACK PREPARED '" DB_FOREIGN_GID "'", err,
+	                sizeof err))
 		ck_abort_msg("%s", err);
 }
 END_TEST
@@ -715,7 +720,7 @@ static void db_expect_file(const char *path, const char *file, const char *ctype
 	ck_assert(want != NULL && fread(want, 1, (size_t)n, f) == (size_t)n);
 	fclose(f);
 
-	ck_assert(tl_http_request(db_daemon.port, "GET", path, NULL, 10000, &r, err, sizeof err));
+	ck_assert(tl_http_request(db_fx.daemon.port, "GET", path, NULL, 10000, &r, err, sizeof err));
 	ck_assert_msg(r.status == 200, "GET %s: %d %s", path, r.status, r.body);
 	ck_assert_msg(db_streq(r.content_type, ctype), "GET %s: Content-Type %s", path, r.content_type);
 	ck_assert_msg(r.body_len == (size_t)n && memcmp(r.body, want, (size_t)n) == 0,
@@ -739,7 +744,7 @@ START_TEST(test_auth)
 	json_t *s;
 	FILE *f;
 
-	snprintf(tokens, sizeof tokens, "%s/dashboard-tokens-%d", db_env.tmpdir, (int)getpid());
+	snprintf(tokens, sizeof tokens, "%s/dashboard-tokens-%d", db_fx.env.tmpdir, (int)getpid());
 	f = fopen(tokens, "w");
 	ck_assert_ptr_nonnull(f);
 	fputs(DB_TOKEN "\n", f);
@@ -751,35 +756,35 @@ START_TEST(test_auth)
 	db_expect_file("/dashboard.js", "dashboard.js", "text/javascript", etag2, sizeof etag2);
 	db_expect_file("/dashboard.css", "dashboard.css", "text/css", etag2, sizeof etag2);
 	db_expect_file("/", "index.html", "text/html", etag, sizeof etag);
-	ck_assert(tl_http_request(db_daemon.port, "GET", "/", NULL, 10000, &r, err, sizeof err));
+	ck_assert(tl_http_request(db_fx.daemon.port, "GET", "/", NULL, 10000, &r, err, sizeof err));
 	ck_assert_msg(tl_http_header(&r, "Content-Security-Policy", v, sizeof v) && strstr(v, "default-src 'none'") &&
 	                  strstr(v, "connect-src 'self'"),
 	              "CSP: %s", v);
 	tl_http_response_free(&r);
 	snprintf(hdr, sizeof hdr, "If-None-Match: \"0123\", %s\r\n", etag);
-	ck_assert(tl_http_request_h(db_daemon.port, "GET", "/", hdr, NULL, 10000, &r, err, sizeof err));
+	ck_assert(tl_http_request_h(db_fx.daemon.port, "GET", "/", hdr, NULL, 10000, &r, err, sizeof err));
 	ck_assert_msg(r.status == 304 && r.body_len == 0, "If-None-Match with its ETag: %d", r.status);
 	ck_assert_msg(db_streq(tl_http_header(&r, "ETag", v, sizeof v), etag), "304 ETag %s", v);
 	tl_http_response_free(&r);
 	snprintf(hdr, sizeof hdr, "If-None-Match: W/%s\r\n", etag); /* weak comparison */
-	ck_assert(tl_http_request_h(db_daemon.port, "GET", "/", hdr, NULL, 10000, &r, err, sizeof err));
+	ck_assert(tl_http_request_h(db_fx.daemon.port, "GET", "/", hdr, NULL, 10000, &r, err, sizeof err));
 	ck_assert_msg(r.status == 304, "If-None-Match W/: %d", r.status);
 	tl_http_response_free(&r);
-	ck_assert(tl_http_request_h(db_daemon.port, "GET", "/", "If-None-Match: \"0123\"\r\n", NULL, 10000, &r, err,
+	ck_assert(tl_http_request_h(db_fx.daemon.port, "GET", "/", "If-None-Match: \"0123\"\r\n", NULL, 10000, &r, err,
 	                            sizeof err));
 	ck_assert_msg(r.status == 200, "If-None-Match with another ETag: %d", r.status);
 	tl_http_response_free(&r);
-	ck_assert(tl_http_request(db_daemon.port, "POST", "/", "{}", 10000, &r, err, sizeof err));
+	ck_assert(tl_http_request(db_fx.daemon.port, "POST", "/", "{}", 10000, &r, err, sizeof err));
 	ck_assert_msg(r.status == 405 && db_streq(tl_http_header(&r, "Allow", v, sizeof v), "GET"), "POST /: %d",
 	              r.status);
 	tl_http_response_free(&r);
 	/* What the page shows needs the token. */
-	ck_assert(tl_http_request(db_daemon.port, "GET", "/v1/in-doubt", NULL, 10000, &r, err, sizeof err));
+	ck_assert(tl_http_request(db_fx.daemon.port, "GET", "/v1/in-doubt", NULL, 10000, &r, err, sizeof err));
 	ck_assert_msg(r.status == 401, "GET /v1/in-doubt without a token: %d", r.status);
 	tl_http_response_free(&r);
 
 	/* The page: /healthz works without a token, the rest asks for one. */
-	snprintf(url, sizeof url, "http://127.0.0.1:%d/", db_daemon.port);
+	snprintf(url, sizeof url, "http://127.0.0.1:%d/", db_fx.daemon.port);
 	c = db_browser(url);
 	for (int64_t until = tl_now_ms() + DB_WAIT_MS;; tl_sleep_ms(300)) {
 		s = db_snapshot(c);
@@ -871,7 +876,7 @@ START_TEST(test_arithmetic)
 	js = calloc(1, (size_t)n + 1);
 	ck_assert(js != NULL && fread(js, 1, (size_t)n, f) == (size_t)n);
 	fclose(f);
-	snprintf(url, sizeof url, "http://127.0.0.1:%d/", db_daemon.port);
+	snprintf(url, sizeof url, "http://127.0.0.1:%d/", db_fx.daemon.port);
 	c = db_browser(url);
 	if (!cr_eval(c, js, 10000, &problems, err, sizeof err))
 		ck_abort_msg("%s: %s", path, err);
@@ -889,97 +894,42 @@ END_TEST
 
 /* ------------------------------------------------------------- fixtures */
 
-static void db_clusters_setup(void)
-{
-	char sql[256];
+TL_FIXTURE_GLUE(db_fx)
 
-	if (db_env_tried)
-		return;
-	db_env_tried = true;
-	fflush(NULL);
-	if (!tl_env_init(&db_env, db_env_err, sizeof db_env_err))
-		return;
-	db_env.keep_tmpdir = getenv("TWOPC_TEST_KEEP") != NULL;
-	snprintf(sql, sizeof sql,
-	         "CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL);"
-	         "INSERT INTO accounts SELECT g, 1000000 FROM generate_series(1, %d) g;"
-	         "CREATE TABLE notes (id serial PRIMARY KEY, note text NOT NULL);",
-	         DB_ACCOUNTS);
-	for (int i = 0; i < DB_NPARTS; i++) {
-		if (!tl_env_add_cluster(&db_env, db_parts[i], db_env_err, sizeof db_env_err) ||
-		    !tl_pg_exec(tl_env_cluster(&db_env, db_parts[i]), sql, db_env_err, sizeof db_env_err))
-			return;
-	}
-	db_env_ok = true;
-}
-
+/* A test that stopped a cluster and failed before starting it again must
+ * not fail the next one. */
 static void db_setup(const char *tag)
-{
-	char err[DB_ERR], log_dir[TL_PATH_MAX + 32];
-
-	ck_assert_msg(db_env_ok, "test clusters could not be created: %s", db_env_err);
-	for (int i = 0; i < DB_NPARTS; i++)
-		if (!tl_cluster_ensure_running(&db_env, tl_env_cluster(&db_env, db_parts[i]), err, sizeof err))
-			ck_abort_msg("%s", err);
-	if (!tl_fmt(log_dir, sizeof log_dir, "%s/twopcd-log-%s", db_env.tmpdir, tag))
-		ck_abort_msg("temporary directory path too long");
-	if (!tl_daemon_configure(&db_daemon, &db_env, log_dir, tag, err, sizeof err))
-		ck_abort_msg("%s", err);
-}
-
-static void db_teardown(void)
 {
 	char err[DB_ERR];
 
-	if (!tl_daemon_kill(&db_daemon, err, sizeof err))
-		ck_abort_msg("%s", err);
+	ck_assert_msg(db_fx.ok, "test clusters could not be created: %s", db_fx.err);
+	for (int i = 0; i < DB_NPARTS; i++)
+		if (!tl_cluster_ensure_running(&db_fx.env, tl_env_cluster(&db_fx.env, db_parts[i]), err, sizeof err))
+			ck_abort_msg("%s", err);
+	tl_fixture_setup(&db_fx, tag);
 }
 
-static void db_setup_live(void)
+static void db_fx_setup_live(void)
 {
 	db_setup("live");
 }
 
-static void db_setup_auth(void)
+static void db_fx_setup_auth(void)
 {
 	db_setup("auth");
 }
 
-static void db_setup_arithmetic(void)
+static void db_fx_setup_arithmetic(void)
 {
 	db_setup("arithmetic");
 }
 
-static void db_add(Suite *s, const char *name, const TTest *test, void (*setup)(void))
-{
-	TCase *tc = tcase_create(name);
-
-	tcase_add_unchecked_fixture(tc, db_clusters_setup, NULL);
-	tcase_add_checked_fixture(tc, setup, db_teardown);
-	tcase_set_timeout(tc, DB_TIMEOUT_S);
-	tcase_add_test(tc, test);
-	suite_add_tcase(s, tc);
-}
-
 int main(void)
 {
-	const char *skip = tl_skip_reason();
-	Suite *s;
-	SRunner *sr;
-	int failed;
+	Suite *s = suite_create("dashboard");
 
-	if (skip != NULL) {
-		fprintf(stderr, "check_dashboard: SKIP: %s\n", skip);
-		return TL_EXIT_SKIP;
-	}
-	s = suite_create("dashboard");
-	db_add(s, "live", test_live, db_setup_live);
-	db_add(s, "auth", test_auth, db_setup_auth);
-	db_add(s, "arithmetic", test_arithmetic, db_setup_arithmetic);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	tl_env_destroy(&db_env);
-	return failed > 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+	TL_FIXTURE_CASE(db_fx, s, live);
+	TL_FIXTURE_CASE(db_fx, s, auth);
+	TL_FIXTURE_CASE(db_fx, s, arithmetic);
+	return tl_fixture_main(&db_fx, s);
 }
