@@ -234,19 +234,42 @@ podman images --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -v '<none>' |
 
 # -------------------------------------------------------------- the demo --
 
-# Four distinct free ports on 127.0.0.1.
-ports=()
-while [ "${#ports[@]}" -lt 4 ]; do
-    p=$("$REPO/scripts/pg-cluster" freeport)
-    [[ " ${ports[*]} " == *" $p "* ]] || ports+=("$p")
-done
-export TWOPC_PORT_BANK_A=${ports[0]} TWOPC_PORT_BANK_B=${ports[1]} TWOPC_PORT_BANK_C=${ports[2]}
-export TWOPC_PORT_TWOPCD=${ports[3]}
+# pick_ports: four distinct ports of 127.0.0.1 that nobody listens on,
+# below the kernel's ephemeral range (where other programs' outgoing
+# connections may hold a port that nothing listens on).
+pick_ports() {
+    local lo p
+    lo=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true)
+    [ "${lo:-0}" -gt 12000 ] 2>/dev/null || lo=32768
+    ports=()
+    while [ "${#ports[@]}" -lt 4 ]; do
+        p=$((10000 + (RANDOM * 32768 + RANDOM) % (lo - 10000)))
+        ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || continue
+        [[ " ${ports[*]} " == *" $p "* ]] || ports+=("$p")
+    done
+    export TWOPC_PORT_BANK_A=${ports[0]} TWOPC_PORT_BANK_B=${ports[1]} TWOPC_PORT_BANK_C=${ports[2]}
+    export TWOPC_PORT_TWOPCD=${ports[3]}
+}
 
-note "docker-compose up --exit-code-from demo-client (banks on 127.0.0.1:${ports[0]},${ports[1]},${ports[2]}; twopcd on 127.0.0.1:${ports[3]})"
-up_rc=0
-timeout 900 "${COMPOSE[@]}" up --no-build --no-color --exit-code-from demo-client \
-    >"$RUN_DIR/up.log" 2>&1 || up_rc=$?
+# Other programs on this machine may take a port between our check and the
+# service's bind; then everything goes down and up again on other ports.
+attempt=1
+while :; do
+    pick_ports
+    note "docker-compose up --exit-code-from demo-client (banks on 127.0.0.1:${ports[0]},${ports[1]},${ports[2]}; twopcd on 127.0.0.1:${ports[3]})"
+    up_rc=0
+    timeout 900 "${COMPOSE[@]}" up --no-build --no-color --exit-code-from demo-client \
+        >"$RUN_DIR/up.log" 2>&1 || up_rc=$?
+    if [ "$up_rc" != 0 ] && [ "$attempt" -lt 3 ] \
+        && grep -qE 'Address already in use|could not bind' "$RUN_DIR/up.log"; then
+        grep -E 'Address already in use|could not bind' "$RUN_DIR/up.log" | head -n 2
+        echo "a port was taken before its service could bind it: again, on other ports"
+        "${COMPOSE[@]}" down -v --timeout 5 >>"$RUN_DIR/down.log" 2>&1 || true
+        attempt=$((attempt + 1))
+        continue
+    fi
+    break
+done
 echo "docker-compose up exited with status $up_rc"
 if [ "$up_rc" != 0 ]; then
     echo "--- docker-compose up's output (the last 40 lines)"
@@ -303,9 +326,21 @@ check "the restart's recovery committed what the crash left prepared (recovery: 
 check "twopcd started twice (listening lines: $(grep -c 'listening on' "$RUN_DIR/twopcd.log"))" \
     test "$(grep -c 'listening on' "$RUN_DIR/twopcd.log")" = 2
 
-# The banks themselves: compose stopped them with the client; start them
-# again (prepared transactions would survive that too) and read them.
-"${COMPOSE[@]}" start bank_a bank_b bank_c >"$RUN_DIR/start.log" 2>&1 || cat "$RUN_DIR/start.log"
+# compose stopped everything with the client. Start the banks and twopcd
+# again (prepared transactions would survive that too): twopcd's container
+# must come back with its decision log and pass its own health check, and
+# the banks are read straight from PostgreSQL.
+"${COMPOSE[@]}" start bank_a bank_b bank_c twopcd >"$RUN_DIR/start.log" 2>&1 || cat "$RUN_DIR/start.log"
+healthy=no
+for _ in $(seq 1 60); do
+    if podman exec "${PROJECT}_twopcd_1" twopcd-healthcheck >/dev/null 2>&1; then healthy=yes; break; fi
+    sleep 1
+done
+check "twopcd's container passes its HEALTHCHECK command (twopcd-healthcheck) after a restart" test "$healthy" = yes
+podman logs "${PROJECT}_twopcd_1" >"$RUN_DIR/twopcd-restart.log" 2>&1 || true
+replayed=$(sed -n 's/.*decision log: \([0-9]*\) records.*/\1/p' "$RUN_DIR/twopcd-restart.log" | tail -n 1)
+check "the restarted container replayed the decision log kept in its volume (${replayed:-?} records)" \
+    test "${replayed:-0}" -gt 0
 export PGPASSWORD=$PG_PASSWORD
 bank_port() { case $1 in bank_a) echo "$TWOPC_PORT_BANK_A" ;; bank_b) echo "$TWOPC_PORT_BANK_B" ;; bank_c) echo "$TWOPC_PORT_BANK_C" ;; esac; }
 bsql() { psql "host=127.0.0.1 port=$(bank_port "$1") dbname=bank user=postgres connect_timeout=5" -X -q -At -v ON_ERROR_STOP=1 -c "$2"; }
