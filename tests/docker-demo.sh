@@ -82,10 +82,13 @@ teardown() {
         kill "$SERVICE_PID" 2>/dev/null
         wait "$SERVICE_PID" 2>/dev/null
     fi
-    # Whatever compose left (the base image, build stages, stray containers).
-    podman rm -a -f -v >/dev/null 2>&1
-    podman rmi -a -f >/dev/null 2>&1
-    podman volume prune -f >/dev/null 2>&1
+    # Whatever compose left (the base image, build stages, stray
+    # containers); only ever in this run's storage, never the machine's.
+    if [ "${CONTAINERS_STORAGE_CONF:-}" = "$RUN_DIR/storage.conf" ]; then
+        podman rm -a -f -v >/dev/null 2>&1
+        podman rmi -a -f >/dev/null 2>&1
+        podman volume prune -f >/dev/null 2>&1
+    fi
     # Overlay mounts left by a crash would make rm fail.
     for m in $(awk -v d="$RUN_DIR" 'index($2, d) == 1 { print $2 }' /proc/self/mounts | sort -r); do
         umount -l "$m" 2>/dev/null
@@ -107,9 +110,10 @@ trap 'exit 143' TERM
 # Podman's configuration for this run only: storage in RUN_DIR; runc, not
 # crun (crun refuses to start anything on a host whose cgroup v2 hierarchy
 # has controllers while v1 is mounted too: "cgroups in hybrid mode not
-# supported"); explicit ulimits (without them rootful runc fails with "error
-# setting rlimits ... operation not permitted" where the host's hard nproc
-# limit is lower than Podman's default); host networking by default, for the
+# supported"); explicit ulimits (Podman's defaults, e.g. 1048576 open
+# files, exceed hard limits that root may not raise in some sandboxes, ours
+# among them: 20000 open files; runc then fails with "error setting rlimits
+# ... operation not permitted"); host networking by default, for the
 # builds' RUN steps too (apt-get reaches the mirror like the host does);
 # its own directory for network definitions, should anything create one.
 mkdir -p "$RUN_DIR/storage" "$RUN_DIR/run" "$RUN_DIR/tmp" "$RUN_DIR/networks"
