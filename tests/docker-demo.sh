@@ -44,6 +44,9 @@ note() { printf '\n== [%4ds] %s\n' "$((SECONDS - t0))" "$*"; }
 skip() { echo "docker-demo: SKIP: $*"; exit 77; }
 die() { echo "docker-demo: $*" >&2; exit 1; }
 
+# debootstrap and runc live in sbin, which a PATH need not have.
+PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
+
 [ "${TWOPC_SKIP_DOCKER_DEMO:-0}" = 0 ] || skip "TWOPC_SKIP_DOCKER_DEMO is set"
 [ "$(id -u)" = 0 ] || skip "needs root (rootful Podman; rootless needs subuids and more set-up)"
 missing=()
