@@ -60,6 +60,7 @@ done
 RUN_DIR=$(mktemp -d /var/tmp/twopc-docker-demo.XXXXXX)
 PROJECT="twopcdemo$$"
 SERVICE_PID=""
+CHILD_PID=""
 COMPOSE=(docker-compose -p "$PROJECT" -f "$REPO/docker/docker-compose.yml"
          -f "$REPO/docker/docker-compose.hostnet.yml")
 # The override needs the ports to read at all (build, down); the real ones
@@ -71,6 +72,9 @@ export TWOPC_PORT_BANK_A=0 TWOPC_PORT_BANK_B=0 TWOPC_PORT_BANK_C=0 TWOPC_PORT_TW
 teardown() {
     local rc=$? m
     trap - EXIT
+    # Nothing may cut the clean-up short: not a second Ctrl-C, nor a reader
+    # of our output that went away (echo then just fails).
+    trap '' INT TERM HUP PIPE
     set +e
     if [ "${TWOPC_DOCKER_KEEP:-0}" != 0 ]; then
         note "TWOPC_DOCKER_KEEP is set: everything is left in $RUN_DIR"
@@ -79,6 +83,12 @@ teardown() {
         exit "$rc"
     fi
     note "Tearing down"
+    if [ -n "$CHILD_PID" ] && kill -0 "$CHILD_PID" 2>/dev/null; then
+        kill -TERM "$CHILD_PID" 2>/dev/null
+        for _ in $(seq 1 100); do kill -0 "$CHILD_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$CHILD_PID" 2>/dev/null
+        wait "$CHILD_PID" 2>/dev/null
+    fi
     if [ -n "$SERVICE_PID" ] && kill -0 "$SERVICE_PID" 2>/dev/null; then
         "${COMPOSE[@]}" down -v --rmi all --timeout 5 >"$RUN_DIR/down.log" 2>&1 \
             || { echo "docker-compose down failed:"; tail -n 20 "$RUN_DIR/down.log"; }
@@ -107,8 +117,24 @@ teardown() {
     exit "$rc"
 }
 trap teardown EXIT
+
+# run LOG CMD...: run CMD, its output into LOG. In the background, so that
+# Ctrl-C or a TERM stops the test at once (bash runs a trap only once the
+# command in the foreground is done, and podman build carries on through
+# SIGINT); teardown then stops CMD.
+run() {
+    local log=$1 rc=0
+    shift
+    "$@" >"$log" 2>&1 </dev/null &
+    CHILD_PID=$!
+    wait "$CHILD_PID" || rc=$?
+    CHILD_PID=""
+    return "$rc"
+}
 trap 'exit 130' INT
 trap 'exit 143' TERM
+trap 'exit 129' HUP
+trap 'exit 141' PIPE
 
 # Podman's configuration for this run only: storage in RUN_DIR; runc, not
 # crun (crun refuses to start anything on a host whose cgroup v2 hierarchy
@@ -120,6 +146,8 @@ trap 'exit 143' TERM
 # builds' RUN steps too (apt-get reaches the mirror like the host does);
 # its own directory for network definitions, should anything create one.
 mkdir -p "$RUN_DIR/storage" "$RUN_DIR/run" "$RUN_DIR/tmp" "$RUN_DIR/networks"
+# Podman and buildah's scratch files too (they default to /var/tmp).
+export TMPDIR="$RUN_DIR/tmp"
 cat >"$RUN_DIR/storage.conf" <<EOF
 [storage]
 driver = "overlay"
@@ -196,12 +224,13 @@ make_base() {
     mirror=$(apt_sources | awk '$2 == "bookworm" { print $1; exit }')
     [ -n "$mirror" ] || die "no 'bookworm main' source in /etc/apt/sources.list*: which mirror does apt use?"
     echo "debootstrap --variant=minbase bookworm from $mirror"
-    debootstrap --variant=minbase bookworm "$root" "$mirror" >"$RUN_DIR/debootstrap.log" 2>&1 \
+    run "$RUN_DIR/debootstrap.log" debootstrap --variant=minbase bookworm "$root" "$mirror" \
         || { tail -n 30 "$RUN_DIR/debootstrap.log"; die "debootstrap failed (log above)"; }
     apt_sources | awk '!seen[$0]++ { print "deb", $1, $2, "main" }' >"$root/etc/apt/sources.list"
     rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
-    tar -C "$root" -cf "$out.tmp.$$" . && mv "$out.tmp.$$" "$out"
+    tar -C "$root" -cf "$RUN_DIR/base.tar" . || die "cannot write $RUN_DIR/base.tar"
     rm -rf "$root"
+    [ "$out" = "$RUN_DIR/base.tar" ] || mv "$RUN_DIR/base.tar" "$out" || die "cannot write $out"
 }
 
 note "Base image: Debian 12 from debootstrap"
@@ -218,7 +247,8 @@ else
     make_base "$BASE_TAR"
 fi
 export BASE_IMAGE=localhost/twopc-demo-base:bookworm
-podman import "$BASE_TAR" "$BASE_IMAGE" >/dev/null
+run "$RUN_DIR/import.log" podman import "$BASE_TAR" "$BASE_IMAGE" \
+    || { cat "$RUN_DIR/import.log"; die "podman import failed"; }
 echo "imported as $BASE_IMAGE"
 
 # ------------------------------------------------------------- images --
@@ -230,12 +260,12 @@ export TWOPC_DEMO_PG_PASSWORD=$PG_PASSWORD
 export TWOPC_DEMO_TRANSFERS=$TRANSFERS TWOPC_DEMO_CRASH_AT=$CRASH_AT
 
 note "Building $POSTGRES_IMAGE (docker/postgres.Dockerfile, Debian's postgresql-15)"
-podman build -f "$REPO/docker/postgres.Dockerfile" --build-arg BASE_IMAGE="$BASE_IMAGE" \
-    -t "$POSTGRES_IMAGE" "$REPO/docker" >"$RUN_DIR/build-postgres.log" 2>&1 \
+run "$RUN_DIR/build-postgres.log" podman build -f "$REPO/docker/postgres.Dockerfile" \
+    --build-arg BASE_IMAGE="$BASE_IMAGE" -t "$POSTGRES_IMAGE" "$REPO/docker" \
     || { tail -n 30 "$RUN_DIR/build-postgres.log"; die "building the PostgreSQL image failed"; }
 
 note "docker-compose build: $TWOPC_IMAGE and $TWOPC_DEMO_CLIENT_IMAGE (docker/Dockerfile)"
-"${COMPOSE[@]}" build >"$RUN_DIR/build.log" 2>&1 \
+run "$RUN_DIR/build.log" "${COMPOSE[@]}" build \
     || { tail -n 40 "$RUN_DIR/build.log"; die "docker-compose build failed"; }
 podman images --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -v '<none>' | sed 's/^/  /'
 
@@ -265,8 +295,8 @@ while :; do
     pick_ports
     note "docker-compose up --exit-code-from demo-client (banks on 127.0.0.1:${ports[0]},${ports[1]},${ports[2]}; twopcd on 127.0.0.1:${ports[3]})"
     up_rc=0
-    timeout 900 "${COMPOSE[@]}" up --no-build --no-color --exit-code-from demo-client \
-        >"$RUN_DIR/up.log" 2>&1 || up_rc=$?
+    run "$RUN_DIR/up.log" timeout 900 "${COMPOSE[@]}" up --no-build --no-color \
+        --exit-code-from demo-client || up_rc=$?
     if [ "$up_rc" != 0 ] && [ "$attempt" -lt 3 ] \
         && grep -qE 'Address already in use|could not bind' "$RUN_DIR/up.log"; then
         grep -E 'Address already in use|could not bind' "$RUN_DIR/up.log" | head -n 2
