@@ -18,15 +18,17 @@
 # not touched. The debootstrapped base is cached as a tar file in
 # $TWOPC_DOCKER_CACHE_DIR (default /var/tmp/twopc-docker-cache) and made
 # again when missing or older than 7 days; TWOPC_DOCKER_CACHE=0 disables
-# the cache.
+# the cache. TWOPC_DOCKER_KEEP=1 leaves everything in place to look at.
 #
-# Checks, besides the demo client's own verdict: the twopcd container was
-# killed by its fault point and started again, and its restart's recovery
-# committed what the crash left prepared; the client answered every
-# transfer; then, read straight from the three PostgreSQL servers: money
-# conserved, each committed transfer in exactly its two banks, each aborted
-# one nowhere, nothing prepared; both images run as a non-root user. Ends
-# with a Check-style line "NN%: Checks: N, Failures: F, Errors: E".
+# Checks, besides the demo client's own verdict: twopcd reached its fault
+# point, was started again, and its recovery committed what the crash left
+# prepared; the client answered every transfer, some committed, some
+# aborted; the twopcd container, started again, passes its health check and
+# replays the decision log from its volume; then, read straight from the
+# three PostgreSQL servers: money conserved, each committed transfer in
+# exactly its two banks, each aborted one in none, nothing prepared; the
+# three images run as non-root users. Ends with a Check-style line
+# "NN%: Checks: N, Failures: F, Errors: E".
 #
 # Needs root and the packages `scripts/install-deps --docker` installs;
 # exits 77 (skip) without them, or when TWOPC_SKIP_DOCKER_DEMO=1.
