@@ -23,6 +23,7 @@ typedef enum KeyType {
 	KT_LISTEN,    /* host:port or [v6]:port */
 	KT_LOG_LEVEL, /* debug|info|warning|error */
 	KT_LOG_FORMAT, /* text|json */
+	KT_ACK,        /* committed|decided */
 	KT_CONNINFO,  /* a libpq connection string naming a database */
 } KeyType;
 
@@ -94,6 +95,10 @@ static const KeyDef keys[] = {
      "text (greppable lines) or json (one object a line, with txn and participant fields)", 0},
     {SEC_COORDINATOR, "log_file", KT_OPT_PATH, "", 0, 0,
      "log to this file (reopened on SIGHUP, for logrotate); empty: stderr", C(log_file)},
+    {SEC_COORDINATOR, "ack", KT_ACK, "committed", 0, 0,
+     "when a commit is answered: committed (after phase 2) or decided (once the decision is durable; phase 2 "
+     "runs after the reply)",
+     0},
     {SEC_COORDINATOR, "shutdown_grace_ms", KT_INT, "10000", 0, 3600000,
      "on SIGTERM, how long in-flight transactions may take to finish (phase 2 included)", C(shutdown_grace_ms)},
     {SEC_PARTICIPANT, "conninfo", KT_CONNINFO, NULL, 0, 0, "libpq connection string; must name a dbname", P(conninfo)},
@@ -163,6 +168,11 @@ static bool set_value(Config *cfg, ParticipantConfig *pc, const KeyDef *k, const
 	case KT_LOG_FORMAT:
 		if (!log_parse_format(value, &cfg->log_format))
 			return errf(err, errlen, "expected text or json, got '%s'", value);
+		return true;
+	case KT_ACK:
+		if (strcmp(value, "committed") != 0 && strcmp(value, "decided") != 0)
+			return errf(err, errlen, "expected committed or decided, got '%s'", value);
+		cfg->ack_decided = strcmp(value, "decided") == 0;
 		return true;
 	case KT_STRING:
 		if (*value == '\0')
@@ -594,6 +604,9 @@ static void key_text(const Config *cfg, const KeyDef *k, char *buf, size_t len)
 		break;
 	case KT_LOG_FORMAT:
 		snprintf(buf, len, "%s", cfg->log_format == LOG_FORMAT_JSON ? "json" : "text");
+		break;
+	case KT_ACK:
+		snprintf(buf, len, "%s", cfg->ack_decided ? "decided" : "committed");
 		break;
 	}
 }

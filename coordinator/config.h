@@ -59,6 +59,7 @@ typedef struct Config {
 	LogFormat log_format;
 	char *log_file;             /* NULL: stderr */
 	int64_t shutdown_grace_ms;  /* SIGTERM: how long in-flight transactions may take to finish */
+	bool ack_decided;           /* ack = decided: reply once the decision is durable, phase 2 after */
 	ParticipantConfig *participants;
 	size_t nparticipants;
 } Config;

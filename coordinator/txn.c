@@ -720,6 +720,12 @@ static void on_commit_durable(void *arg)
 		t->idem = NULL;
 	}
 	txn_set_state(t, TXN_COMMITTING);
+	/* ack = decided: the decision is durable, so "committed" is true now;
+	 * phase 2 goes on after the reply (a read right after it may still
+	 * see the old values on a participant). Replied before phase 2 starts:
+	 * t may be gone once it has. */
+	if (t->mgr->cfg->ack_decided)
+		txn_reply(t);
 	for (size_t i = 0; i < t->nbranches; i++) {
 		Branch *b = &t->branches[i];
 		b->state = BR_COMMITTING;

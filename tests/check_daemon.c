@@ -267,12 +267,54 @@ START_TEST(test_json_logs)
 }
 END_TEST
 
+/* ---------------------------------------------------------- ack = decided */
+
+/* The reply comes once the decision is durable, marked phase2 pending;
+ * phase 2 finishes after it (both sides get the row, nothing stays
+ * prepared), and a kill -9 right after such replies loses nothing. */
+START_TEST(test_ack_decided)
+{
+	char err[DM_ERR], body[512], sql[160];
+	TlHttpResponse r;
+	int pending = 0;
+
+	set("ack", "decided");
+	start();
+	for (int i = 0; i < 20; i++) {
+		snprintf(body, sizeof body,
+			 "{\"branches\":{\"bank_a\":[{\"sql\":\"INSERT INTO transfers VALUES ('ack-%d-%d')\"}],"
+			 "\"bank_b\":[{\"sql\":\"INSERT INTO transfers VALUES ('ack-%d-%d')\"}]}}",
+			 (int)getpid(), i, (int)getpid(), i);
+		ck_assert(tl_http_request(dm_fx.daemon.port, "POST", "/v1/transactions", body, 30000, &r, err, sizeof err));
+		ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
+		ck_assert_str_eq(tl_json_str(r.json, "outcome"), "committed");
+		if (tl_json_str(r.json, "phase2") && strcmp(tl_json_str(r.json, "phase2"), "pending") == 0)
+			pending++;
+		tl_http_response_free(&r);
+	}
+	ck_assert_msg(pending == 20, "only %d of 20 replies were sent before phase 2", pending);
+	/* Killed at once: the decisions are in the log; the restart finishes them. */
+	ck_assert(tl_daemon_restart(&dm_fx.daemon, NULL, err, sizeof err));
+	snprintf(sql, sizeof sql, "SELECT count(*) FROM transfers WHERE id LIKE 'ack-%d-%%'", (int)getpid());
+	for (int i = 0; i < 100 && (scalar("bank_a", sql) != 20 || scalar("bank_b", sql) != 20); i++)
+		tl_sleep_ms(100);
+	ck_assert_int_eq(scalar("bank_a", sql), 20);
+	ck_assert_int_eq(scalar("bank_b", sql), 20);
+	for (int i = 0; i < 100 && scalar("bank_a", "SELECT count(*) FROM pg_prepared_xacts") +
+					    scalar("bank_b", "SELECT count(*) FROM pg_prepared_xacts") > 0; i++)
+		tl_sleep_ms(100);
+	ck_assert_int_eq(scalar("bank_a", "SELECT count(*) FROM pg_prepared_xacts"), 0);
+	ck_assert_int_eq(scalar("bank_b", "SELECT count(*) FROM pg_prepared_xacts"), 0);
+}
+END_TEST
+
 /* ------------------------------------------------------------- fixtures */
 
 TL_FIXTURE_GLUE(dm_fx)
 TL_FIXTURE_SETUP(dm_fx, sigterm_under_load)
 TL_FIXTURE_SETUP(dm_fx, sighup)
 TL_FIXTURE_SETUP(dm_fx, json_logs)
+TL_FIXTURE_SETUP(dm_fx, ack_decided)
 
 int main(void)
 {
@@ -281,5 +323,6 @@ int main(void)
 	TL_FIXTURE_CASE(dm_fx, s, sigterm_under_load);
 	TL_FIXTURE_CASE(dm_fx, s, sighup);
 	TL_FIXTURE_CASE(dm_fx, s, json_logs);
+	TL_FIXTURE_CASE(dm_fx, s, ack_decided);
 	return tl_fixture_main(&dm_fx, s);
 }
