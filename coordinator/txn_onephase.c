@@ -238,6 +238,7 @@ static void on_check_conn(PoolWaiter *w, PgConn *conn, const char *err)
 	b->job.done = on_check_job;
 	b->job.arg = b;
 	b->conn = conn;
+	b->op_started_us = now_mono_us();
 	pgconn_run(conn, &b->job);
 }
 
@@ -343,6 +344,16 @@ void onephase_tick(Txn *t, int64_t now)
 	}
 	if (b->state != BR_CHECKING)
 		return;
+	if (b->op_active && b->conn != NULL && now - b->op_started_us > txnmgr_cfg(t->mgr)->phase2_timeout_ms * 1000) {
+		/* The look itself got no answer (a partition): again, elsewhere. */
+		log_txn(LOG_WARNING, t->id, "participant=%s no answer to txid_status in %lld ms; will retry", b->name,
+		        (long long)txnmgr_cfg(t->mgr)->phase2_timeout_ms);
+		pool_discard(b->pool, b->conn);
+		b->conn = NULL;
+		b->op_active = false;
+		pgjob_clear_results(&b->job);
+		check_later(b);
+	}
 	if (!b->op_active && b->retry_at_us != 0 && now >= b->retry_at_us)
 		check_outcome(b);
 	reply_at = t->lost_us + REPLY_GRACE_US;

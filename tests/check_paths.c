@@ -14,7 +14,10 @@
  * txid_status: the fault point after_one_phase_commit_sent:drop closes the
  * connection right after COMMIT went out (committed), and
  * before_one_phase_commit:drop abandons it open, as a partition would, so
- * the backend keeps the transaction until twopcd ends it (aborted).
+ * the backend keeps the transaction until twopcd ends it (aborted). With
+ * the participant behind a netproxy that goes dark right then, twopcd
+ * cannot ask: the client hears 500 outcome-unknown, and GET tells the
+ * outcome once the network is back.
  *
  * Read-only branches: a branch whose statements wrote nothing is
  * committed in phase 1 and left out of the COMMIT record; a transaction
@@ -25,6 +28,7 @@
  * record) and replay after a kill -9, a single participant or all
  * read-only branches included.
  */
+#include "netproxy.h"
 #include "tlfixture.h"
 
 #include <check.h>
@@ -500,6 +504,69 @@ START_TEST(test_one_phase_lost_before_commit)
 }
 END_TEST
 
+/* COMMIT never arrives, and then the participant cannot be reached to ask
+ * (its proxy goes dark): past the deadline and 5 s, the client hears 500
+ * outcome-unknown; twopcd keeps asking, and once the network is back GET
+ * tells: aborted (COMMIT never reached the server). */
+START_TEST(test_one_phase_outcome_unknown)
+{
+	NetProxy *np = NULL;
+	TlHttpResponse r;
+	Bg bg;
+	char err[PT_ERR], id[32], path[64];
+	const char *status = NULL;
+	FILE *f;
+	int64_t a0 = balance("bank_a", 12), until;
+
+	ck_assert_msg(np_start(cluster("bank_a")->port, &np, err, sizeof err), "np_start: %s", err);
+	f = fopen(pt_fx.daemon.conf_path, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f,
+		"[coordinator]\nid = t1\nlisten = 127.0.0.1:%d\nlog_dir = %s\ndefault_timeout_ms = 10000\n"
+		"lock_timeout_ms = 1000\nphase2_timeout_ms = 300\nlog_level = info\n"
+		"\n[participant bank_a]\nconninfo = host=127.0.0.1 port=%d dbname=bank user=postgres\npool_size = 4\n"
+		"\n[participant bank_b]\nconninfo = %s\npool_size = 4\n",
+		pt_fx.daemon.port, pt_fx.daemon.log_dir, np_port(np), cluster("bank_b")->conninfo);
+	ck_assert(fclose(f) == 0);
+	tl_fixture_start(&pt_fx, NULL, "before_one_phase_commit:drop");
+
+	memset(&bg, 0, sizeof bg);
+	bg.body = "{\"branches\":{\"bank_a\":[{\"sql\":\"UPDATE accounts SET balance = balance + 1 WHERE id = 12\"}]},"
+		  "\"timeout_ms\":1000}";
+	ck_assert(pthread_create(&bg.th, NULL, bg_main, &bg) == 0);
+	for (until = tl_now_ms() + 20000; tl_now_ms() < until && !daemon_log_has("asking txid_status");)
+		tl_sleep_ms(5);
+	ck_assert_msg(np_set_mode(np, NP_BLACKHOLE, 0, err, sizeof err), "%s", err);
+	ck_assert(pthread_join(bg.th, NULL) == 0);
+	ck_assert_msg(bg.ok, "POST: %s", bg.err);
+	expect_problem(&bg.r, 500, "outcome-unknown");
+	ck_assert_str_eq(tl_json_str(bg.r.json, "outcome"), "unknown");
+	ck_assert_str_eq(tl_json_str(bg.r.json, "participant"), "bank_a");
+	snprintf(id, sizeof id, "%s", tl_json_str(bg.r.json, "id"));
+	tl_http_response_free(&bg.r);
+	expect_status(id, "in_progress");
+
+	ck_assert_msg(np_set_mode(np, NP_HEAL, 0, err, sizeof err), "%s", err);
+	snprintf(path, sizeof path, "/v1/transactions/%s", id);
+	for (until = tl_now_ms() + 30000; tl_now_ms() < until; tl_sleep_ms(100)) {
+		get(path, &r);
+		status = strcmp(tl_json_str(r.json, "status"), "in_progress") == 0 ? NULL : "done";
+		if (status != NULL) {
+			ck_assert_msg(strcmp(tl_json_str(r.json, "status"), "aborted") == 0, "%s", r.body);
+			tl_http_response_free(&r);
+			break;
+		}
+		tl_http_response_free(&r);
+	}
+	ck_assert_msg(status != NULL, "still in progress 30 s after the network came back");
+	ck_assert_int_eq(balance("bank_a", 12), a0);
+	ck_assert(metric("twopc_transactions_total", "outcome=\"aborted\"") == 1);
+	ck_assert(metric("twopc_transactions_total", "outcome=\"unknown\"") == 0);
+	wait_sessions_clean("bank_a", 5000);
+	np_stop(np);
+}
+END_TEST
+
 /* A lost COMMIT of a transaction that wrote nothing needs no look. */
 START_TEST(test_one_phase_lost_read_only)
 {
@@ -728,6 +795,7 @@ TL_FIXTURE_SETUP(pt_fx, one_phase_aborts)
 TL_FIXTURE_SETUP(pt_fx, one_phase_lost_after_commit)
 TL_FIXTURE_SETUP(pt_fx, one_phase_lost_before_commit)
 TL_FIXTURE_SETUP(pt_fx, one_phase_lost_read_only)
+TL_FIXTURE_SETUP(pt_fx, one_phase_outcome_unknown)
 TL_FIXTURE_SETUP(pt_fx, read_only_branch)
 TL_FIXTURE_SETUP(pt_fx, all_read_only)
 TL_FIXTURE_SETUP(pt_fx, select_for_update_writes)
@@ -743,6 +811,7 @@ int main(void)
 	TL_FIXTURE_CASE(pt_fx, s, one_phase_lost_after_commit);
 	TL_FIXTURE_CASE(pt_fx, s, one_phase_lost_before_commit);
 	TL_FIXTURE_CASE(pt_fx, s, one_phase_lost_read_only);
+	TL_FIXTURE_CASE(pt_fx, s, one_phase_outcome_unknown);
 	TL_FIXTURE_CASE(pt_fx, s, read_only_branch);
 	TL_FIXTURE_CASE(pt_fx, s, all_read_only);
 	TL_FIXTURE_CASE(pt_fx, s, select_for_update_writes);
