@@ -133,12 +133,14 @@ size_t dlog_encode(const DlogRecord *rec, uint8_t *buf)
 {
 	char why[160];
 
-	/* Either would make the log unreadable at the next start: refuse here,
+	/* Each of these would make the log unreadable at the next start: refuse here,
 	 * where the bug is, rather than there. */
 	if ((rec->type == DLOG_IDEM && rec->idem == NULL) ||
 	    (rec->idem != NULL && rec->type != DLOG_COMMIT && rec->type != DLOG_IDEM))
 		log_fatal("decision log: a type-%d record %s an idempotency key", (int)rec->type,
 		          rec->idem ? "with" : "without");
+	if (rec->type == DLOG_COMMIT && rec->nbranches == 0)
+		log_fatal("decision log: a COMMIT of txn %016llx naming no branch", (unsigned long long)rec->txn_id);
 	if (rec->idem != NULL && !dlog_idem_valid(rec->idem, why, sizeof(why)))
 		log_fatal("decision log: cannot write the idempotency key of txn %016llx: %s",
 		          (unsigned long long)rec->txn_id, why);

@@ -15,6 +15,7 @@
 FaultPoint fault_armed = FAULT_NONE;
 static long fault_countdown = 1;
 static long fault_delay_ms = 0; /* 0: crash; otherwise: sleep this long, once */
+static bool fault_drop = false; /* lose a connection instead (one-phase points) */
 
 static const char *const fault_names[FAULT_POINT_COUNT] = {
     [FAULT_NONE] = "none",
@@ -24,6 +25,8 @@ static const char *const fault_names[FAULT_POINT_COUNT] = {
     [FAULT_AFTER_FIRST_COMMIT_PREPARED] = "after_first_commit_prepared",
     [FAULT_BEFORE_LOG_DONE] = "before_log_done",
     [FAULT_SWEEP_BETWEEN_READS] = "sweep_between_reads",
+    [FAULT_BEFORE_ONE_PHASE_COMMIT] = "before_one_phase_commit",
+    [FAULT_AFTER_ONE_PHASE_COMMIT_SENT] = "after_one_phase_commit_sent",
 };
 
 const char *fault_name(FaultPoint p)
@@ -38,6 +41,9 @@ bool fault_init(const char *spec, char *err, size_t errlen)
 	size_t n;
 
 	fault_armed = FAULT_NONE;
+	fault_drop = false;
+	fault_delay_ms = 0;
+	fault_countdown = 1;
 	if (spec == NULL || *spec == '\0')
 		return true;
 	colon = strchr(spec, ':');
@@ -51,6 +57,9 @@ bool fault_init(const char *spec, char *err, size_t errlen)
 	action = colon + 1;
 	if (strncmp(action, "crash", 5) == 0 && (action[5] == '\0' || action[5] == '@')) {
 		action += 5;
+	} else if (strncmp(action, "drop", 4) == 0 && (action[4] == '\0' || action[4] == '@')) {
+		fault_drop = true;
+		action += 4;
 	} else if (strncmp(action, "delay=", 6) == 0) {
 		char ms[32];
 		size_t l = strcspn(action + 6, "@");
@@ -64,7 +73,7 @@ bool fault_init(const char *spec, char *err, size_t errlen)
 		fault_delay_ms = (long)v;
 		action += 6 + l;
 	} else {
-		return errf(err, errlen, "TWOPC_FAULT=%s: the action is crash or delay=MS", spec);
+		return errf(err, errlen, "TWOPC_FAULT=%s: the action is crash, delay=MS or drop", spec);
 	}
 	if (*action == '@') {
 		int64_t v;
@@ -76,6 +85,8 @@ bool fault_init(const char *spec, char *err, size_t errlen)
 	}
 	for (int p = 1; p < FAULT_POINT_COUNT; p++) {
 		if (strcmp(name, fault_names[p]) == 0) {
+			if (fault_drop && p != FAULT_BEFORE_ONE_PHASE_COMMIT && p != FAULT_AFTER_ONE_PHASE_COMMIT_SENT)
+				return errf(err, errlen, "TWOPC_FAULT=%s: drop is for the one-phase points only", spec);
 			fault_armed = (FaultPoint)p;
 			return true;
 		}
@@ -100,4 +111,17 @@ void fault_fire(FaultPoint p)
 	log_msg(LOG_WARNING, "fault point %s reached: crashing (SIGKILL) as TWOPC_FAULT asks", fault_name(p));
 	kill(getpid(), SIGKILL);
 	_exit(137); /* not reached */
+}
+
+bool fault_fire_drop(FaultPoint p)
+{
+	if (!fault_drop) {
+		fault_fire(p);
+		return false;
+	}
+	if (__atomic_sub_fetch(&fault_countdown, 1, __ATOMIC_SEQ_CST) != 0)
+		return false;
+	log_msg(LOG_WARNING, "fault point %s reached: losing the participant connection as TWOPC_FAULT asks",
+	        fault_name(p));
+	return true;
 }

@@ -55,6 +55,7 @@ static const struct {
     {"statement-failed", "A statement failed; the transaction was rolled back"},
     {"expect-rows", "An expect_rows guard did not hold; the transaction was rolled back"},
     {"prepare-failed", "PREPARE TRANSACTION failed; the transaction was rolled back"},
+    {"outcome-unknown", "Whether the transaction committed is not known yet"},
     {"idempotency-key-in-use", "A request with this Idempotency-Key is still being processed"},
     {"body-too-large", "Request body too large"},
     {"idempotency-key-mismatch", "This Idempotency-Key was used with a different request body"},
@@ -153,7 +154,7 @@ static void reply_committed(HttpRequest *req, Txn *t)
 		return;
 	}
 	body = txn_result_json(t);
-	if (t->state != TXN_FINISHED)
+	if (txn_phase2_pending(t))
 		json_object_set_new(body, "phase2", json_string("pending"));
 	send_json(req, 200, body, false);
 }
@@ -197,13 +198,34 @@ static void reply_aborted(HttpRequest *req, Txn *t)
 	send_problem(req, status, slug, t->message, x);
 }
 
+/* One-phase only (never with an Idempotency-Key): the connection was lost
+ * after COMMIT was sent and PostgreSQL has not said yet whether it took
+ * effect. Not a 503 or 504: those promise that nothing was committed. */
+static void reply_unknown(HttpRequest *req, Txn *t)
+{
+	json_t *x = json_object();
+
+	json_object_set_new(x, "id", json_string(t->id_hex));
+	json_object_set_new(x, "outcome", json_string("unknown"));
+	json_object_set_new(x, "participant", json_string(t->branches[0].name));
+	send_problem(req, 500, "outcome-unknown", t->message, x);
+}
+
 static void on_txn_reply(Txn *t, void *arg)
 {
 	HttpRequest *req = arg;
-	if (t->durable)
+
+	switch (txn_outcome(t)) {
+	case TXO_COMMITTED:
 		reply_committed(req, t);
-	else
+		break;
+	case TXO_UNKNOWN:
+		reply_unknown(req, t);
+		break;
+	case TXO_ABORTED:
 		reply_aborted(req, t);
+		break;
+	}
 }
 
 /* Idempotency-Key (draft-ietf-httpapi-idempotency-key-header): false when

@@ -32,6 +32,18 @@ static void render_transactions(MetricsOut *o, const TxnMgrStats *ts)
 	metrics_family(o, "twopc_transactions_total", "counter", "Transactions finished, by outcome.");
 	metrics_sample(o, "twopc_transactions_total", "outcome=\"committed\"", (double)ts->committed);
 	metrics_sample(o, "twopc_transactions_total", "outcome=\"aborted\"", (double)ts->aborted);
+	metrics_sample(o, "twopc_transactions_total", "outcome=\"unknown\"", (double)ts->unknown);
+	metrics_family(o, "twopc_transaction_paths_total", "counter",
+	               "Transactions finished, by path: two_phase (PREPARE, COMMIT record), one_phase (a single "
+	               "participant, no Idempotency-Key: plain COMMIT), read_only (every branch wrote nothing).");
+	for (int p = 0; p < TXN_NPATHS; p++) {
+		l[0] = '\0';
+		metrics_label(l, sizeof(l), "path", txn_path_name((TxnPath)p));
+		metrics_sample(o, "twopc_transaction_paths_total", l, (double)ts->paths[p]);
+	}
+	metrics_family(o, "twopc_read_only_branches_total", "counter",
+	               "Branches that wrote nothing: committed in phase 1, left out of phase 2.");
+	metrics_sample(o, "twopc_read_only_branches_total", NULL, (double)ts->read_only_branches);
 	metrics_family(o, "twopc_aborts_total", "counter", "Aborted transactions, by reason (the problem type).");
 	for (int r = ABORT_STATEMENT; r < ABORT_NREASONS; r++) {
 		l[0] = '\0';
@@ -461,9 +473,16 @@ void ops_explain(const OpsContext *c, uint64_t id, OpsJsonFn done, void *arg)
 	json_object_set_new(e->body, "id", json_string(idhex));
 	json_object_set_new(e->body, "status", json_string(status_names[txnmgr_status(c->mgr, id)]));
 	if (commit == NULL && heur == NULL && txnmgr_status(c->mgr, id) == TXS_COMMITTED) {
-		/* Finished: the log let go of its records after phase 2. */
+		TxnPath path = TXN_PATH_TWO_PHASE;
+		const char *note = "phase 2 finished; the log no longer holds its records";
+		/* Finished: the log let go of its records after phase 2, or never
+		 * had one (nothing to log). */
+		if (txnmgr_path(c->mgr, id, &path) && path == TXN_PATH_ONE_PHASE)
+			note = "one-phase commit (a single participant): never logged";
+		else if (path == TXN_PATH_READ_ONLY)
+			note = "every branch was read-only: committed in phase 1";
 		json_object_set_new(log, "decision", json_string("committed"));
-		json_object_set_new(log, "note", json_string("phase 2 finished; the log no longer holds its records"));
+		json_object_set_new(log, "note", json_string(note));
 	} else {
 		json_object_set_new(log, "decision", json_string(decision_slug(dlog_decision(c->dlog, id))));
 	}

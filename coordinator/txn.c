@@ -12,6 +12,17 @@
  *   5. The DONE record is appended only after every COMMIT PREPARED
  *      succeeded (or found the branch already committed).
  *
+ * Read-only branches (phase 1's SELECT txid_current_if_assigned() said
+ * NULL: no write, no row lock) get COMMIT PREPARED at once, before the
+ * decision: their outcome changes nothing anyone can see. They are not in
+ * an unkeyed COMMIT record, and a transaction whose branches are all
+ * read-only logs nothing. A crash that leaves one prepared is harmless:
+ * recovery and the sweeper roll it back (no record) or commit it (the
+ * record of its transaction), and either is the same.
+ *
+ * One-phase commit (one participant, no Idempotency-Key) is in
+ * txn_onephase.c; it shares this state machine.
+ *
  * One periodic timer (txnmgr tick) enforces deadlines, fires retries and
  * runs the pools' housekeeping; there is no timer per transaction.
  */
@@ -26,6 +37,7 @@
 #include "fault.h"
 #include "log.h"
 #include "result_json.h"
+#include "txn_int.h"
 
 #define TICK_US      (20 * 1000)
 #define RETRY_MIN_US (100 * 1000LL)
@@ -62,11 +74,47 @@ struct TxnMgr {
 	size_t recent_aborts_next, recent_aborts_n;
 };
 
-static void txn_set_state(Txn *t, TxnState to);
 static void branch_phase1(Branch *b);
 static void branch_finish_op(Branch *b);
 static void phase1_branch_done(Branch *b);
 static void maybe_finish(Txn *t);
+
+/* Phase 1's look at whether a branch wrote anything: NULL until the branch
+ * has a transaction id, which every write (and SELECT ... FOR UPDATE/SHARE:
+ * it writes xmax) takes. PREPARE TRANSACTION assigns one itself, so it runs
+ * just before. */
+#define XID_QUERY "SELECT txid_current_if_assigned()"
+/* One-phase: the same, and whether the transaction made something that
+ * would outlive it on this pooled session after a plain COMMIT (a
+ * temporary table, a cursor WITH HOLD). PREPARE TRANSACTION refuses those;
+ * so does one-phase commit, for the same reason and with the same answer. */
+#define XID_QUERY_ONE_PHASE                                                                                            \
+	"SELECT txid_current_if_assigned(), pg_my_temp_schema() <> 0 OR EXISTS (SELECT FROM pg_cursors WHERE "         \
+	"is_holdable)"
+
+const char *txn_path_name(TxnPath p)
+{
+	switch (p) {
+	case TXN_PATH_TWO_PHASE:
+		return "two_phase";
+	case TXN_PATH_ONE_PHASE:
+		return "one_phase";
+	case TXN_PATH_READ_ONLY:
+		return "read_only";
+	case TXN_NPATHS:
+		break;
+	}
+	return "?";
+}
+
+static TxnPath txn_path(const Txn *t)
+{
+	if (t->one_phase)
+		return TXN_PATH_ONE_PHASE;
+	if (t->nbranches > 0 && t->nread_only == t->nbranches)
+		return TXN_PATH_READ_ONLY;
+	return TXN_PATH_TWO_PHASE;
+}
 
 const char *txn_state_name(TxnState s)
 {
@@ -85,8 +133,7 @@ const char *txn_state_name(TxnState s)
 	return "?";
 }
 
-/* The only place a transaction changes state; refuses impossible moves. */
-static void txn_set_state(Txn *t, TxnState to)
+void txn_set_state(Txn *t, TxnState to)
 {
 	bool ok;
 	switch (to) {
@@ -94,13 +141,18 @@ static void txn_set_state(Txn *t, TxnState to)
 		ok = t->state == TXN_PREPARING;
 		break;
 	case TXN_COMMITTING:
-		ok = t->state == TXN_DECIDING || t->state == TXN_COMMITTING;
+		/* Straight from phase 1 only when there is nothing to log: every
+		 * branch read-only and no key. */
+		ok = t->state == TXN_DECIDING || t->state == TXN_COMMITTING ||
+		     (t->state == TXN_PREPARING && t->committed && !t->logged && !t->one_phase);
 		break;
 	case TXN_ABORTING:
-		ok = t->state == TXN_PREPARING;
+		/* One-phase: DECIDING is PostgreSQL's COMMIT, which can fail. */
+		ok = t->state == TXN_PREPARING || (t->state == TXN_DECIDING && t->one_phase);
 		break;
 	case TXN_FINISHED:
-		ok = t->state == TXN_COMMITTING || t->state == TXN_ABORTING;
+		ok = t->state == TXN_COMMITTING || t->state == TXN_ABORTING ||
+		     (t->state == TXN_DECIDING && t->one_phase && t->outcome_unknown);
 		break;
 	default:
 		ok = false;
@@ -137,14 +189,16 @@ static void inflight_remove(TxnMgr *m, Txn *t)
 	m->ninflight--;
 }
 
-static void recent_add(TxnMgr *m, uint64_t id, TxnStatus st)
+/* A recent outcome is stored as status | path << 4 (never 0: the status is
+ * committed or aborted). */
+static void recent_add(TxnMgr *m, uint64_t id, TxnStatus st, TxnPath path)
 {
 	uint64_t old = m->recent_ring[m->recent_pos];
 	if (old != 0)
 		idmap_del(&m->recent, old);
 	m->recent_ring[m->recent_pos] = id;
 	m->recent_pos = (m->recent_pos + 1) % RECENT_OUTCOMES;
-	idmap_put(&m->recent, id, (void *)(uintptr_t)st);
+	idmap_put(&m->recent, id, (void *)(uintptr_t)((unsigned)st | (unsigned)path << 4));
 }
 
 /* ---- creation and destruction ------------------------------------------- */
@@ -153,6 +207,8 @@ static void txn_free(Txn *t)
 {
 	for (size_t i = 0; i < t->nbranches; i++) {
 		Branch *b = &t->branches[i];
+		if (b->held_conn != NULL) /* the fault test's abandoned connection */
+			pool_discard(b->pool, b->held_conn);
 		pgjob_clear_results(&b->job);
 		free(b->queries);
 		if (b->results)
@@ -180,7 +236,7 @@ static Txn *txn_new(TxnMgr *m, size_t nbranches)
 	return t;
 }
 
-static void txn_reply(Txn *t)
+void txn_reply(Txn *t)
 {
 	if (t->replied)
 		return;
@@ -262,14 +318,25 @@ static void count_error(TxnMgr *m, unsigned pindex, const char *sqlstate)
 	}
 }
 
-static void txn_end(Txn *t)
+void txn_end(Txn *t)
 {
 	TxnMgr *m = t->mgr;
-	bool committed = t->durable;
+	bool committed = t->committed;
 	int64_t now = now_mono_us();
+	TxnPath path = txn_path(t);
 
 	txn_set_state(t, TXN_FINISHED);
 	hist_observe(&m->stats.total, (now - t->start_us) / 1e6);
+	m->stats.paths[path]++;
+	m->stats.read_only_branches += t->nread_only;
+	if (t->outcome_unknown) {
+		/* Neither: GET answers unknown, as for a forgotten one. */
+		m->stats.unknown++;
+		txn_reply(t);
+		inflight_remove(m, t);
+		txn_free(t);
+		return;
+	}
 	if (committed) {
 		m->stats.committed++;
 		hist_observe(&m->stats.prepare, (t->decided_us - t->start_us) / 1e6);
@@ -280,14 +347,13 @@ static void txn_end(Txn *t)
 		m->stats.aborts[t->reason < ABORT_NREASONS ? t->reason : ABORT_UNAVAILABLE]++;
 		note_abort(m, t);
 	}
-	recent_add(m, t->id, committed ? TXS_COMMITTED : TXS_ABORTED);
+	recent_add(m, t->id, committed ? TXS_COMMITTED : TXS_ABORTED, path);
 	txn_reply(t);
 	inflight_remove(m, t);
 	txn_free(t);
 }
 
-/* Records the first reason a transaction must abort. */
-static void txn_fail(Txn *t, AbortReason why, int branch, int stmt, const char *sqlstate, const char *msg)
+void txn_fail(Txn *t, AbortReason why, int branch, int stmt, const char *sqlstate, const char *msg)
 {
 	if (branch >= 0 && (sqlstate != NULL || why == ABORT_UNAVAILABLE))
 		count_error(t->mgr, t->branches[branch].pindex, sqlstate);
@@ -338,7 +404,7 @@ static void on_phase1_conn(PoolWaiter *w, PgConn *conn, const char *err)
 static void branch_phase1(Branch *b)
 {
 	const ReqBranch *rb = b->req;
-	size_t n = rb->nstmts + 3, q = 0;
+	size_t n = rb->nstmts + 4, q = 0;
 
 	b->queries = xcalloc(n, sizeof(PgQuery));
 	b->queries[q++].sql = "BEGIN";
@@ -352,9 +418,12 @@ static void branch_phase1(Branch *b)
 		b->queries[q].nparams = rb->stmts[i].nparams;
 		b->queries[q++].params = rb->stmts[i].params;
 	}
-	/* The GID is ours alone, never client text, so it is safe as a literal. */
-	snprintf(b->prepare_sql, sizeof(b->prepare_sql), "PREPARE TRANSACTION '%s'", b->gid);
-	b->queries[q++].sql = b->prepare_sql;
+	b->queries[q++].sql = b->txn->one_phase ? XID_QUERY_ONE_PHASE : XID_QUERY;
+	if (!b->txn->one_phase) {
+		/* The GID is ours alone, never client text, so it is safe as a literal. */
+		snprintf(b->prepare_sql, sizeof(b->prepare_sql), "PREPARE TRANSACTION '%s'", b->gid);
+		b->queries[q++].sql = b->prepare_sql;
+	}
 	b->job.queries = b->queries;
 	b->job.nqueries = q;
 	b->job.done = on_phase1_job;
@@ -391,10 +460,23 @@ static void on_phase1_job(PgJob *job, PgConn *conn, PgJobStatus st)
 	const ReqBranch *rb = b->req;
 	char msg[512];
 	bool prepared = false, failed_before_prepare = false;
+	size_t q_xid = 2 + rb->nstmts, q_prepare = t->one_phase ? SIZE_MAX : q_xid + 1;
 
 	b->conn = NULL;
 	b->op_active = false;
 
+	if (st == PGJOB_CONN_LOST && t->one_phase) {
+		/* No COMMIT was sent: the server rolls back when it sees the
+		 * connection gone. Nothing can have committed. */
+		b->state = BR_FAILED;
+		snprintf(msg, sizeof(msg), "connection to %s lost during phase 1: %s", b->name, job->error);
+		log_txn(LOG_WARNING, t->id, "participant=%s %s", b->name, msg);
+		txn_fail(t, ABORT_UNAVAILABLE, bi, -1, NULL, msg);
+		pgjob_clear_results(job);
+		pool_release(b->pool, conn);
+		phase1_branch_done(b);
+		return;
+	}
 	if (st == PGJOB_CONN_LOST) {
 		/* If the server reported an error for any query of the pipeline
 		 * (an error with a SQLSTATE: e.g. 57P01 at shutdown), PREPARE did not
@@ -422,7 +504,7 @@ static void on_phase1_job(PgJob *job, PgConn *conn, PgJobStatus st)
 	for (size_t q = 0; q < job->nqueries; q++) {
 		PGresult *r = job->results[q];
 		ExecStatusType rs = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
-		bool is_stmt = q >= 2 && q < job->nqueries - 1;
+		bool is_stmt = q >= 2 && q < q_xid;
 		int si = (int)q - 2;
 
 		if (rs == PGRES_PIPELINE_ABORTED)
@@ -431,14 +513,28 @@ static void on_phase1_job(PgJob *job, PgConn *conn, PgJobStatus st)
 			pg_result_message(r, msg, sizeof(msg));
 			if (is_stmt)
 				txn_fail(t, ABORT_STATEMENT, bi, si, pg_sqlstate(r), msg);
-			else if (q == job->nqueries - 1)
+			else if (q == q_prepare)
 				txn_fail(t, ABORT_PREPARE, bi, -1, pg_sqlstate(r), msg);
 			else
 				txn_fail(t, ABORT_STATEMENT, bi, -1, pg_sqlstate(r), msg);
 			continue;
 		}
-		if (q == job->nqueries - 1) {
+		if (q == q_prepare) {
 			prepared = rs == PGRES_COMMAND_OK;
+			continue;
+		}
+		if (q == q_xid) {
+			if (rs == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+				b->xid_seen = true;
+				b->has_xid = !PQgetisnull(r, 0, 0);
+				b->xid = b->has_xid ? strtoull(PQgetvalue(r, 0, 0), NULL, 10) : 0;
+			}
+			if (t->one_phase && rs == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQnfields(r) == 2 &&
+			    strcmp(PQgetvalue(r, 0, 1), "t") == 0)
+				txn_fail(
+				    t, ABORT_PREPARE, bi, -1, "0A000",
+				    "temporary objects and cursors WITH HOLD are not allowed: they would outlive the "
+				    "transaction on a pooled connection (PREPARE TRANSACTION refuses them too)");
 			continue;
 		}
 		if (!is_stmt)
@@ -465,9 +561,37 @@ static void on_phase1_job(PgJob *job, PgConn *conn, PgJobStatus st)
 			txn_fail(t, ABORT_EXPECT_ROWS, bi, si, NULL, msg);
 		}
 	}
-	b->state = prepared ? BR_PREPARED : BR_FAILED;
 	pgjob_clear_results(job);
-	if (prepared) {
+	if (t->one_phase) {
+		if (t->reason == ABORT_NONE && b->xid_seen) {
+			onephase_commit(b, conn);
+			return;
+		}
+		if (t->reason == ABORT_NONE) /* no answer to XID_QUERY: cannot be */
+			txn_fail(t, ABORT_STATEMENT, bi, -1, NULL, "no answer to the transaction id query");
+		/* The transaction is open (a guard failed) or aborted (a statement
+		 * failed): the pool rolls it back before anyone else gets the
+		 * connection. */
+		b->state = BR_FAILED;
+		pool_release(b->pool, conn);
+		phase1_branch_done(b);
+		return;
+	}
+	b->state = prepared ? BR_PREPARED : BR_FAILED;
+	if (prepared && b->xid_seen && !b->has_xid) {
+		/* Read-only: it wrote nothing and holds no row lock, so whether it
+		 * commits or rolls back changes nothing anyone can see, and the
+		 * decision need not wait for it nor name it. Finish it now, on its
+		 * own connection; the transaction stays in flight until it is done
+		 * (the sweeper leaves it alone meanwhile). */
+		b->read_only = true;
+		t->nread_only++;
+		b->conn = conn;
+		b->state = BR_COMMITTING;
+		log_txn(LOG_DEBUG, t->id, "participant=%s read-only: COMMIT PREPARED now, outside the decision",
+		        b->name);
+		branch_finish_op(b);
+	} else if (prepared) {
 		/* Keep the connection for COMMIT/ROLLBACK PREPARED. Sending phase 2
 		 * through the pool queue would deadlock: the queue can be full of
 		 * phase-1 branches blocked on the very row locks this prepared
@@ -523,7 +647,8 @@ static void phase1_branch_done(Branch *b)
 	if (t->state != TXN_PREPARING)
 		return;
 	for (size_t i = 0; i < t->nbranches; i++) {
-		if (t->branches[i].op_active)
+		/* A read-only branch's COMMIT PREPARED is not waited for. */
+		if (t->branches[i].op_active && !t->branches[i].read_only)
 			return;
 	}
 	/* Every branch answered (or was abandoned). Decide. */
@@ -531,18 +656,36 @@ static void phase1_branch_done(Branch *b)
 		start_abort(t);
 		return;
 	}
-	FAULT_POINT(FAULT_BEFORE_LOG_COMMIT);
-	txn_set_state(t, TXN_DECIDING);
-
 	t->decided_wall_ms = now_wall_ms();
 	t->decided_us = now_mono_us();
+	if (t->nread_only == t->nbranches && t->idem == NULL) {
+		/* Every branch read-only, no key to keep: nothing was written
+		 * anywhere, so there is nothing to decide durably. Committed. */
+		t->committed = true;
+		t->durable_us = t->decided_us;
+		txn_set_state(t, TXN_COMMITTING);
+		maybe_finish(t);
+		return;
+	}
+	FAULT_POINT(FAULT_BEFORE_LOG_COMMIT);
+	txn_set_state(t, TXN_DECIDING);
+	t->logged = true;
+
 	DlogRecord rec = {.type = DLOG_COMMIT, .txn_id = t->id, .wall_ms = t->decided_wall_ms};
 	DlogIdem idem;
-	rec.nbranches = (uint16_t)t->nbranches;
 	rec.branches = xcalloc(t->nbranches, sizeof(DlogBranchRef));
 	for (size_t i = 0; i < t->nbranches; i++) {
-		rec.branches[i].index = (uint16_t)t->branches[i].pindex;
-		strlcpy_s(rec.branches[i].name, t->branches[i].name, sizeof(rec.branches[i].name));
+		/* Read-only branches are nobody's business after a crash (either
+		 * outcome is the same), so the record leaves them out; but a keyed
+		 * record names them all: a COMMIT must name at least one branch
+		 * (dlog_decode refuses none), and the key must survive even when
+		 * every branch was read-only. */
+		if (t->branches[i].read_only && t->idem == NULL)
+			continue;
+		rec.branches[rec.nbranches].index = (uint16_t)t->branches[i].pindex;
+		strlcpy_s(rec.branches[rec.nbranches].name, t->branches[i].name,
+		          sizeof(rec.branches[rec.nbranches].name));
+		rec.nbranches++;
 	}
 	if (t->idem != NULL) {
 		/* The key, the body's fingerprint and the response go into the
@@ -654,7 +797,7 @@ static void on_finish_job(PgJob *job, PgConn *conn, PgJobStatus st)
 
 	if (rs == PGRES_COMMAND_OK) {
 		b->state = commit ? BR_COMMITTED : BR_ROLLED_BACK;
-		if (commit)
+		if (commit && !b->read_only)
 			FAULT_POINT(FAULT_AFTER_FIRST_COMMIT_PREPARED);
 	} else if (strcmp(sqlstate, "42704") == 0) {
 		if (commit) {
@@ -692,6 +835,8 @@ static void start_abort(Txn *t)
 	log_txn(LOG_INFO, t->id, "aborting: %s", t->message);
 	for (size_t i = 0; i < t->nbranches; i++) {
 		Branch *b = &t->branches[i];
+		if (b->read_only)
+			continue; /* being committed since phase 1: harmless either way */
 		if (b->state == BR_PREPARED || b->state == BR_UNKNOWN) {
 			if (b->state == BR_PREPARED)
 				b->unknown_until_us = 0;
@@ -719,6 +864,7 @@ static void on_commit_durable(void *arg)
 		            strlen(t->idem_response));
 		t->idem = NULL;
 	}
+	t->committed = true;
 	txn_set_state(t, TXN_COMMITTING);
 	/* ack = decided: the decision is durable, so "committed" is true now;
 	 * phase 2 goes on after the reply (a read right after it may still
@@ -728,14 +874,19 @@ static void on_commit_durable(void *arg)
 		txn_reply(t);
 	for (size_t i = 0; i < t->nbranches; i++) {
 		Branch *b = &t->branches[i];
+		if (b->read_only)
+			continue; /* committing or committed since phase 1 */
 		b->state = BR_COMMITTING;
 		branch_finish_op(b);
 	}
+	if (t->nread_only == t->nbranches)
+		maybe_finish(t); /* keyed, every branch read-only: nothing to do */
 }
 
 /* Replies and finishes when every branch is resolved; for an abort, also
  * replies once every branch's first attempt has answered (later retries run
- * on in the background). */
+ * on in the background); for a commit, once every writing branch committed
+ * (a read-only branch's COMMIT PREPARED is nobody's business). */
 static void maybe_finish(Txn *t)
 {
 	bool all_resolved = true, any_active = false;
@@ -744,7 +895,7 @@ static void maybe_finish(Txn *t)
 		BranchState s = t->branches[i].state;
 		if (s != BR_COMMITTED && s != BR_ROLLED_BACK)
 			all_resolved = false;
-		if (t->branches[i].op_active)
+		if (t->branches[i].op_active && !t->branches[i].read_only)
 			any_active = true;
 	}
 	if (all_resolved) {
@@ -752,7 +903,7 @@ static void maybe_finish(Txn *t)
 			log_txn(LOG_ERROR, t->id,
 			        "configured branches committed; the decision stays in the log for the "
 			        "branch on a participant that is no longer configured");
-		} else if (t->state == TXN_COMMITTING) {
+		} else if (t->state == TXN_COMMITTING && t->logged) {
 			FAULT_POINT(FAULT_BEFORE_LOG_DONE);
 			dlog_append_done(t->mgr->dlog, t->id);
 			log_txn(LOG_DEBUG, t->id, "committed on %zu participants", t->nbranches);
@@ -762,6 +913,33 @@ static void maybe_finish(Txn *t)
 	}
 	if (t->state == TXN_ABORTING && !any_active)
 		txn_reply(t);
+	if (t->state == TXN_COMMITTING && !txn_phase2_pending(t))
+		txn_reply(t);
+}
+
+void txn_maybe_finish(Txn *t)
+{
+	maybe_finish(t);
+}
+
+bool txn_phase2_pending(const Txn *t)
+{
+	if (t->state != TXN_COMMITTING)
+		return false;
+	for (size_t i = 0; i < t->nbranches; i++) {
+		if (!t->branches[i].read_only && t->branches[i].state != BR_COMMITTED)
+			return true;
+	}
+	return false;
+}
+
+TxnOutcome txn_outcome(const Txn *t)
+{
+	if (t->committed)
+		return TXO_COMMITTED;
+	if (t->outcome_unknown || (t->one_phase && t->state == TXN_DECIDING))
+		return TXO_UNKNOWN;
+	return TXO_ABORTED;
 }
 
 /* ---- entry points ---------------------------------------------------------- */
@@ -777,6 +955,9 @@ Txn *txn_begin(TxnMgr *m, TxnRequest *req, IdemEntry *idem, TxnReplyFn reply, vo
 	t->reply_arg = arg;
 	t->deadline_us = t->start_us + t->req.timeout_ms * 1000;
 	t->state = TXN_PREPARING;
+	/* One participant: nothing to coordinate, so no PREPARE and no record,
+	 * unless the Idempotency-Key must be made durable with the decision. */
+	t->one_phase = t->nbranches == 1 && idem == NULL;
 	for (size_t i = 0; i < t->nbranches; i++) {
 		Branch *b = &t->branches[i];
 		b->txn = t;
@@ -806,7 +987,7 @@ void txn_resume_commit(TxnMgr *m, const DlogRecord *rec)
 	t->fail_branch = t->fail_stmt = -1;
 	t->start_us = now_mono_us();
 	t->decided_us = t->durable_us = t->start_us;
-	t->durable = true;
+	t->durable = t->committed = t->logged = true;
 	t->replied = true; /* nobody is waiting for this one */
 	t->state = TXN_COMMITTING;
 	for (uint16_t i = 0; i < rec->nbranches; i++) {
@@ -851,6 +1032,12 @@ static void abandon_branch(Branch *b)
 	if (b->state == BR_WAIT_CONN) {
 		pool_cancel(b->pool, &b->waiter);
 		b->state = BR_FAILED; /* nothing was sent */
+	} else if (b->state == BR_RUNNING && b->txn->one_phase) {
+		/* No COMMIT was sent: closing makes the server roll back. */
+		pool_discard(b->pool, b->conn);
+		b->conn = NULL;
+		pgjob_clear_results(&b->job);
+		b->state = BR_FAILED;
 	} else if (b->state == BR_RUNNING) {
 		/* Closing the connection makes the server abort the transaction,
 		 * unless its PREPARE already ran: then it is rolled back below. */
@@ -870,15 +1057,24 @@ static void tick_txn(Txn *t, int64_t now)
 		txn_fail(t, ABORT_TIMEOUT, -1, -1, NULL,
 		         "the transaction's timeout passed before every branch prepared");
 		for (size_t i = 0; i < t->nbranches; i++) {
-			if (t->branches[i].op_active)
+			if (t->branches[i].op_active && !t->branches[i].read_only)
 				abandon_branch(&t->branches[i]);
 		}
 		phase1_branch_done(&t->branches[0]);
 		return;
 	}
-	if (t->state == TXN_COMMITTING || t->state == TXN_ABORTING) {
+	if (t->one_phase) {
+		if (t->state == TXN_DECIDING)
+			onephase_tick(t, now);
+		return;
+	}
+	/* COMMIT/ROLLBACK PREPARED under way or waiting: phase 2, a rollback, or
+	 * a read-only branch finished early (in any state of its transaction). */
+	if (t->state == TXN_COMMITTING || t->state == TXN_ABORTING || t->nread_only > 0) {
 		for (size_t i = 0; i < t->nbranches; i++) {
 			Branch *b = &t->branches[i];
+			if (b->state != BR_COMMITTING && b->state != BR_ROLLING_BACK)
+				continue;
 			if (b->op_active && b->conn != NULL &&
 			    now - b->op_started_us > t->mgr->cfg->phase2_timeout_ms * 1000) {
 				/* No answer (a partition): the outcome is unknown. Drop the
@@ -996,6 +1192,11 @@ void txnmgr_free(TxnMgr *m)
 	free(m);
 }
 
+const Config *txnmgr_cfg(const TxnMgr *m)
+{
+	return m->cfg;
+}
+
 const Txn *txnmgr_find(const TxnMgr *m, uint64_t id)
 {
 	return idmap_get(&m->inflight, id);
@@ -1013,6 +1214,7 @@ const char *branch_state_name(BranchState s)
 	    [BR_COMMITTED] = "committed",
 	    [BR_ROLLING_BACK] = "rolling_back",
 	    [BR_ROLLED_BACK] = "rolled_back",
+	    [BR_CHECKING] = "checking",
 	};
 	return (size_t)s < ARRAY_LEN(names) ? names[s] : "?";
 }
@@ -1021,19 +1223,36 @@ TxnStatus txnmgr_status(TxnMgr *m, uint64_t id)
 {
 	Txn *t = idmap_get(&m->inflight, id);
 	if (t != NULL)
-		return t->durable ? TXS_COMMITTED : t->state == TXN_ABORTING ? TXS_ABORTED : TXS_IN_PROGRESS;
+		return t->committed ? TXS_COMMITTED : t->state == TXN_ABORTING ? TXS_ABORTED : TXS_IN_PROGRESS;
 	void *v = idmap_get(&m->recent, id);
 	if (v != NULL)
-		return (TxnStatus)(uintptr_t)v;
+		return (TxnStatus)((uintptr_t)v & 0xf);
 	if (dlog_find_commit(m->dlog, id) != NULL)
 		return TXS_COMMITTED;
 	return TXS_UNKNOWN;
 }
 
+bool txnmgr_path(TxnMgr *m, uint64_t id, TxnPath *out)
+{
+	Txn *t = idmap_get(&m->inflight, id);
+	void *v;
+
+	if (t != NULL) {
+		*out = txn_path(t);
+		return true;
+	}
+	v = idmap_get(&m->recent, id);
+	if (v == NULL)
+		return false;
+	*out = (TxnPath)((uintptr_t)v >> 4);
+	return true;
+}
+
 void txnmgr_note_outcome(TxnMgr *m, uint64_t id, bool committed)
 {
+	/* Settled by recovery: only two-phase transactions leave anything behind. */
 	if (!idmap_contains(&m->inflight, id))
-		recent_add(m, id, committed ? TXS_COMMITTED : TXS_ABORTED);
+		recent_add(m, id, committed ? TXS_COMMITTED : TXS_ABORTED, TXN_PATH_TWO_PHASE);
 }
 
 void txnmgr_note_heuristic_hazard(TxnMgr *m, uint64_t txn, const char *participant, const char *gid, const char *why)

@@ -1,10 +1,11 @@
 /*
  * txn: the transaction state machine and the in-flight table.
  *
- * Life of a transaction (presumed abort):
+ * Life of a transaction (presumed abort), by one of three paths:
  *
  *   PREPARING   every branch runs BEGIN; set_config(timeouts); statements;
- *               PREPARE TRANSACTION in one pipeline, all branches at once
+ *               SELECT txid_current_if_assigned(); PREPARE TRANSACTION in
+ *               one pipeline, all branches at once
  *      |  all prepared                        |  any failure / deadline
  *      v                                      v
  *   DECIDING    COMMIT record appended;    ABORTING   ROLLBACK PREPARED what
@@ -16,6 +17,20 @@
  *      |  all committed: DONE record
  *      v
  *   FINISHED
+ *
+ * Read-only branches (no transaction id before PREPARE: they wrote
+ * nothing) are COMMIT PREPARED as soon as phase 1 answers, and left out of
+ * the COMMIT record (unless the request has an Idempotency-Key) and of
+ * phase 2. When every branch is read-only and there is no key, nothing is
+ * logged: PREPARING goes straight to COMMITTING.
+ *
+ * One-phase (one participant, no Idempotency-Key; txn_onephase.c): no
+ * PREPARE and no record. PREPARING runs BEGIN; set_config; statements;
+ * SELECT txid_current_if_assigned(); DECIDING sends COMMIT on the same
+ * connection (and, if its answer is lost, asks txid_status); then
+ * COMMITTING (committed) or ABORTING (rolled back) and FINISHED. Its
+ * outcome can stay unknown (DECIDING -> FINISHED) only when PostgreSQL
+ * itself cannot tell.
  *
  * A transaction stays in the in-flight table from before its first query
  * until FINISHED, so recovery-style cleanup never touches it.
@@ -46,8 +61,9 @@ typedef struct Branch Branch;
 
 typedef enum TxnState {
 	TXN_PREPARING,  /* phase 1 under way on the branches */
-	TXN_DECIDING,   /* every branch prepared; COMMIT record waiting for its fsync */
-	TXN_COMMITTING, /* decision durable; COMMIT PREPARED on every branch */
+	TXN_DECIDING,   /* every branch prepared; COMMIT record waiting for its fsync
+	                   (one-phase: COMMIT sent, or its lost answer being looked up) */
+	TXN_COMMITTING, /* decision durable (or nothing to log); COMMIT PREPARED on every writing branch */
 	TXN_ABORTING,   /* decision abort; rolling back every branch that may have prepared */
 	TXN_FINISHED,   /* every branch resolved; about to leave the in-flight table */
 } TxnState;
@@ -62,7 +78,17 @@ typedef enum BranchState {
 	BR_COMMITTED,    /* committed (or found already committed) */
 	BR_ROLLING_BACK, /* ROLLBACK PREPARED under way or waiting to retry */
 	BR_ROLLED_BACK,  /* rolled back, or shown never to have prepared */
+	BR_CHECKING,     /* one-phase: COMMIT's answer was lost; asking txid_status() */
 } BranchState;
+
+/* Which way a transaction went (for the metrics). */
+typedef enum TxnPath {
+	TXN_PATH_TWO_PHASE, /* PREPARE, COMMIT record, COMMIT PREPARED */
+	TXN_PATH_ONE_PHASE, /* one participant, no key: a plain COMMIT, nothing logged */
+	TXN_PATH_READ_ONLY, /* every branch read-only: committed in phase 1 */
+	TXN_NPATHS,
+} TxnPath;
+const char *txn_path_name(TxnPath p);
 
 typedef enum AbortReason {
 	ABORT_NONE,
@@ -103,6 +129,19 @@ struct Branch {
 	int64_t unknown_until_us; /* an UNKNOWN branch may still prepare until then */
 	int64_t op_started_us;    /* when the running COMMIT/ROLLBACK PREPARED was sent */
 	bool sent_unknown;        /* an earlier COMMIT/ROLLBACK PREPARED's outcome was lost */
+
+	/* From phase 1's SELECT txid_current_if_assigned(). */
+	bool xid_seen;  /* its result arrived */
+	bool has_xid;   /* not NULL: the branch wrote something (or locked rows) */
+	uint64_t xid;   /* the txid (epoch << 32 | xid) */
+	bool read_only; /* prepared with no xid: finished at once, outside the decision */
+	/* One-phase. */
+	int backend_pid;          /* the backend that ran it (to end it if its COMMIT hangs) */
+	bool terminate;           /* the next outcome check also ends that backend */
+	bool terminate_failed;    /* ending it was refused: only look from now on */
+	PgConn *held_conn;        /* fault before_one_phase_commit:drop: a connection abandoned open */
+	char check_params[3][24]; /* outcome check: txid, backend pid, 32-bit xid */
+	const char *check_ptrs[3];
 };
 
 typedef void (*TxnReplyFn)(Txn *txn, void *arg);
@@ -117,10 +156,16 @@ struct Txn {
 	size_t nbranches;
 	int64_t start_us;
 	int64_t deadline_us;
-	int64_t decided_us; /* every branch prepared; COMMIT record appended */
-	int64_t durable_us; /* the COMMIT record is on disk */
-	bool durable; /* the COMMIT record is on disk */
-	bool incomplete; /* resumed with a branch on a participant no longer configured: never DONE */
+	int64_t decided_us;   /* every branch prepared; COMMIT record appended */
+	int64_t durable_us;   /* the COMMIT record is on disk */
+	bool durable;         /* the COMMIT record is on disk */
+	bool committed;       /* the outcome is commit: record durable, nothing to log, or PostgreSQL said so */
+	bool logged;          /* a COMMIT record was appended (so a DONE is due) */
+	bool one_phase;       /* one participant and no Idempotency-Key: no PREPARE, no record */
+	bool outcome_unknown; /* one-phase: PostgreSQL cannot tell (txid_status NULL or an error) */
+	int64_t lost_us;      /* one-phase: when COMMIT's answer was lost (0: it was not) */
+	size_t nread_only;    /* branches found read-only in phase 1 */
+	bool incomplete;      /* resumed with a branch on a participant no longer configured: never DONE */
 
 	/* Why it aborted, for the reply. */
 	AbortReason reason;
@@ -157,6 +202,9 @@ typedef struct ErrClassCount {
 
 typedef struct TxnMgrStats {
 	uint64_t committed, aborted, in_flight;
+	uint64_t unknown;            /* one-phase outcomes PostgreSQL could not tell */
+	uint64_t paths[TXN_NPATHS];  /* finished transactions by path */
+	uint64_t read_only_branches; /* branches committed in phase 1 (no write) */
 	uint64_t phase2_retries;
 	uint64_t heuristic_hazards;
 	uint64_t aborts[ABORT_NREASONS];
@@ -194,6 +242,16 @@ Txn *txn_begin(TxnMgr *m, TxnRequest *req, IdemEntry *idem, TxnReplyFn reply, vo
 /* The committed response: {"id", "outcome": "committed", "branches"}. */
 json_t *txn_result_json(const Txn *t);
 
+/* What the client is told. */
+typedef enum TxnOutcome {
+	TXO_COMMITTED,
+	TXO_ABORTED,
+	TXO_UNKNOWN, /* one-phase only: COMMIT's answer was lost and PostgreSQL has not told yet */
+} TxnOutcome;
+TxnOutcome txn_outcome(const Txn *t);
+/* Committed, but a writing branch has not confirmed its COMMIT PREPARED. */
+bool txn_phase2_pending(const Txn *t);
+
 /* The Idempotency-Key table (loop thread). */
 IdemStore *txnmgr_idem(TxnMgr *m);
 
@@ -201,6 +259,9 @@ IdemStore *txnmgr_idem(TxnMgr *m);
 void txn_resume_commit(TxnMgr *m, const DlogRecord *rec);
 
 TxnStatus txnmgr_status(TxnMgr *m, uint64_t id);
+/* The path of an in-flight or recently finished transaction; false if
+ * twopcd does not remember it. */
+bool txnmgr_path(TxnMgr *m, uint64_t id, TxnPath *out);
 /* Remembers an outcome decided outside a live transaction (recovery), so
  * GET /v1/transactions/{id} can answer the client that lost its reply. */
 void txnmgr_note_outcome(TxnMgr *m, uint64_t id, bool committed);
