@@ -21,7 +21,14 @@
 # batches more decision-log records per fsync than it would natively; the
 # per-transaction count is what the code executes, not how fast.
 #
+# With --connections C (more than curl's 300 parallel transfers), the window
+# is instead wrk + bench/transfer.lua at C keep-alive connections for
+# --seconds S, then as long as twopcd still has transactions in flight;
+# the count is again twopcd's own. This shows what changes per transaction
+# when many connections are open (bench/measure-scale.sh).
+#
 #   bench/measure-cpu.sh [--transactions N] [--warmup N] [--clients N] [--pool N] [--idle S]
+#                        [--connections C --seconds S]
 #
 # Needs valgrind (Debian: apt-get install valgrind) and curl. Keeps the
 # dump in bench/results/callgrind.out and the annotation in
@@ -35,6 +42,8 @@ clients=8
 pool=16
 idle=5
 accounts=10000
+connections=0
+seconds=20
 
 while [ "$#" -gt 0 ]; do
     case "$1" in
@@ -43,7 +52,9 @@ while [ "$#" -gt 0 ]; do
         --clients) clients=$2; shift 2 ;;
         --pool) pool=$2; shift 2 ;;
         --idle) idle=$2; shift 2 ;;
-        -h|--help) sed -n '2,29s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        --connections) connections=$2; shift 2 ;;
+        --seconds) seconds=$2; shift 2 ;;
+        -h|--help) sed -n '2,36s/^# \{0,1\}//p' "$0"; exit 0 ;;
         *) echo "measure-cpu: unknown argument '$1'" >&2; exit 1 ;;
     esac
 done
@@ -57,7 +68,12 @@ bench_build twopcd
 
 echo "== twopcd instructions per transaction (callgrind)"
 echo "machine: $(nproc) CPU(s), $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1); load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "settings: $transactions transactions after $warmup warm-up, $clients parallel connections, pool_size $pool"
+if [ "$connections" -gt 0 ]; then
+    echo "settings: wrk at $connections connections for $seconds s after $warmup warm-up transfers, pool_size $pool"
+    ulimit -n "$(ulimit -Hn)"
+else
+    echo "settings: $transactions transactions after $warmup warm-up, $clients parallel connections, pool_size $pool"
+fi
 bench_setup_clusters "$accounts" >/dev/null
 bench_write_conf "$pool"
 CG="$WORK/callgrind.out"
@@ -84,7 +100,16 @@ t0=$(finished)
 c0=$(committed)
 callgrind_control -z "$TWOPCD_PID" >/dev/null 2>&1
 start=$SECONDS
-transfers "$transactions"
+if [ "$connections" -gt 0 ]; then
+    TRANSFER_ACCOUNTS=$accounts TRANSFER_TIMEOUT_MS=60000 wrk -t 2 -c "$connections" -d "${seconds}s" --timeout 65s \
+        -s "$BENCH/transfer.lua" "$API" -- "$accounts" >"$WORK/wrk.out" 2>&1 || true
+    for _ in $(seq 1 3000); do
+        [ "$(in_flight)" = 0 ] && break
+        sleep 0.2
+    done
+else
+    transfers "$transactions"
+fi
 sleep 1 # the DONE records of the last transactions
 callgrind_control -d "$TWOPCD_PID" >/dev/null 2>&1
 window=$((SECONDS - start))

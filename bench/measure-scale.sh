@@ -61,7 +61,7 @@ bench_start_twopcd
 
 declare -A R
 HZ=$(getconf CLK_TCK)
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$TWOPCD_PID/stat"; }
+cpu_ticks() { awk -v f="${1:-both}" '{ print f == "user" ? $14 : f == "sys" ? $15 : $14 + $15 }' "/proc/$TWOPCD_PID/stat"; }
 finished() { curl -s -m 30 "$API/metrics" | awk '/^twopc_transactions_total/ { s += $NF } END { print s + 0 }'; }
 # drain: waits until twopcd has nothing in flight (wrk leaves its last
 # requests behind when it stops; twopcd still runs them).
@@ -77,8 +77,9 @@ drain() {
 # run LABEL CONNECTIONS SECONDS: wrk, then drain; twopcd's CPU time (user +
 # system, /proc/PID/stat) per finished transaction over both.
 run() {
-    local label=$1 c=$2 secs=$3 out="$WORK/wrk-$1.out" key val t0 n0
+    local label=$1 c=$2 secs=$3 out="$WORK/wrk-$1.out" key val t0 u0 n0 n
     t0=$(cpu_ticks)
+    u0=$(cpu_ticks user)
     n0=$(finished)
     TRANSFER_ACCOUNTS=$accounts TRANSFER_TIMEOUT_MS=$timeout_ms TRANSFER_STATUS_DETAIL=1 \
         wrk -t 2 -c "$c" -d "${secs}s" --timeout "$((timeout_ms / 1000 + 5))s" --latency \
@@ -89,10 +90,13 @@ run() {
     done < <(grep '^transfer\.[a-z_0-9]*=' "$out")
     [ "$label" != big ] || R[big.peak_rss]=$(awk '/^VmRSS:/ { print $2 }' "/proc/$TWOPCD_PID/status")
     drain
-    R[$label.cpu_us]=$(awk -v t="$(($(cpu_ticks) - t0))" -v hz="$HZ" -v n="$(($(finished) - n0))" \
+    n=$(($(finished) - n0))
+    R[$label.cpu_us]=$(awk -v t="$(($(cpu_ticks) - t0))" -v hz="$HZ" -v n="$n" \
         'BEGIN { x = (n > 0) ? t * 1e6 / hz / n : 0; printf "%.0f", x }')
-    printf '%-7s %6s conns  %8s tx/s  p50 %9s ms  p99 %9s ms  twopcd CPU %4s us/tx  errors %s (status %s, connect %s, read %s, write %s, timeout %s)%s\n' \
-        "$label" "$c" "${R[$label.tx_per_s]}" "${R[$label.p50_ms]}" "${R[$label.p99_ms]}" "${R[$label.cpu_us]}" "${R[$label.errors]}" \
+    R[$label.user_us]=$(awk -v t="$(($(cpu_ticks user) - u0))" -v hz="$HZ" -v n="$n" \
+        'BEGIN { x = (n > 0) ? t * 1e6 / hz / n : 0; printf "%.0f", x }')
+    printf '%-7s %6s conns  %8s tx/s  p50 %9s ms  p99 %9s ms  twopcd CPU %4s us/tx (user %s)  errors %s (status %s, connect %s, read %s, write %s, timeout %s)%s\n' \
+        "$label" "$c" "${R[$label.tx_per_s]}" "${R[$label.p50_ms]}" "${R[$label.p99_ms]}" "${R[$label.cpu_us]}" "${R[$label.user_us]}" "${R[$label.errors]}" \
         "${R[$label.errors_status]}" "${R[$label.errors_connect]}" "${R[$label.errors_read]}" "${R[$label.errors_write]}" \
         "${R[$label.errors_timeout]}" "$(sed -n 's/^transfer\.status_\([0-9]*\)=/\1:/p' "$out" | paste -sd ' ' - | sed 's/^/; HTTP /')"
 }
