@@ -313,9 +313,10 @@ int bench_main(const BenchProgram *prog, int argc, char **argv)
 		pthread_join(tids[i], NULL);
 	double secs = (deadline_us - t_start) / 1e6;
 
-	uint64_t ok = 0, errors = 0, late = 0;
+	uint64_t ok = 0, errors = 0, late = 0, unsettled = 0;
 	size_t n = 0;
 	for (int i = 0; i < clients; i++) {
+		unsettled += th[i].left_prepared;
 		ok += th[i].ok;
 		errors += th[i].errors;
 		late += th[i].late;
@@ -343,6 +344,7 @@ int bench_main(const BenchProgram *prog, int argc, char **argv)
 	printf("transfer.ok=%" PRIu64 "\n", ok);
 	printf("transfer.errors=%" PRIu64 "\n", errors);
 	printf("transfer.late=%" PRIu64 "\n", late);
+	printf("transfer.unsettled=%" PRIu64 "\n", unsettled);
 	printf("transfer.duration_s=%.3f\n", secs);
 	printf("transfer.tx_per_s=%.1f\n", secs > 0 ? ok / secs : 0);
 	printf("transfer.mean_ms=%.3f\n", n ? sum / (double)n / 1000.0 : 0);

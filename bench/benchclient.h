@@ -40,7 +40,7 @@ typedef struct BenchThread {
 /* One transfer. The caller fills the account ids, which participant is
  * debited and the GID; tx returns true when both branches committed. On
  * failure it must leave nothing prepared (ROLLBACK PREPARED what it
- * prepared; bench_prepared_left counts what it could not) and should
+ * prepared; t->left_prepared counts what it could not) and should
  * report why with bench_error. */
 typedef struct BenchTransfer {
 	int debit; /* 0 or 1: which participant is debited */
