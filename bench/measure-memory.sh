@@ -6,7 +6,8 @@
 # Method, for each N of --counts, --runs times, each time with a fresh
 # twopcd on the same two clusters:
 #   1. start twopcd; idle RSS = VmRSS from /proc/PID/status once /healthz
-#      answers (pools connected, nothing else done);
+#      answers (pools connected, nothing else done), and its split into
+#      RssAnon (heap, stacks) and RssFile (binary, shared libraries);
 #   2. warm-up: 200 transfers over 8 connections (curl), so that every
 #      lazily allocated buffer exists; then RSS_0;
 #   3. a separate session on bank_a locks every row of accounts (SELECT ...
@@ -91,11 +92,13 @@ unlock_rows() {
 
 declare -a LINES
 idle_rss=()
+idle_split=()
 for n in $counts; do
     for run in $(seq 1 "$runs"); do
         for what in inflight conns; do
             bench_start_twopcd
             idle_rss+=("$(rss_kib "$TWOPCD_PID")")
+            idle_split+=("$(awk '/^RssAnon:/ { a = $2 } /^RssFile:/ { f = $2 } END { print a "/" f }' "/proc/$TWOPCD_PID/status")")
             warm_up
             sleep 1
             rss0=$(rss_kib "$TWOPCD_PID")
@@ -135,6 +138,7 @@ echo
 printf 'idle RSS after start: %s KiB (each start; median %s KiB = %s MiB)\n' "${idle_rss[*]}" \
     "$(printf '%s\n' "${idle_rss[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')" \
     "$(printf '%s\n' "${idle_rss[@]}" | sort -n | awk '{ v[NR] = $1 } END { printf "%.1f", v[int((NR + 1) / 2)] / 1024 }')"
+echo "  of which anonymous (heap, stacks) / file-backed (the binary and shared libraries), KiB: ${idle_split[*]}"
 echo
 {
     echo "N|run|held|RSS_0 KiB|RSS_N KiB|growth/N bytes|in_flight seen|answers after release"
