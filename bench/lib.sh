@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # bench/lib.sh: what bench/run and bench/measure-*.sh share, sourced (bash):
 # the PostgreSQL binaries, a temporary directory removed on exit (also on
 # Ctrl-C), two throwaway clusters bank_a and bank_b with an accounts table,
@@ -24,11 +25,12 @@ pg_bindir() {
     return 1
 }
 PGBIN=$(pg_bindir) || die "no PostgreSQL binaries with pgbench found (install postgresql-15 or set PG_BINDIR)"
+# shellcheck disable=SC2034 # bench/run's plain mode
 PGBENCH="$PGBIN/pgbench"
 
 # bench_build TARGET...: make the targets (nice: the build is not measured).
 bench_build() {
-    cd "$REPO"
+    cd "$REPO" || die "cannot cd to $REPO"
     if [ ! -f Makefile ]; then
         nice "$REPO/scripts/build" >/dev/null || die "scripts/build failed"
     fi
@@ -49,7 +51,7 @@ stop_twopcd() {
     TWOPCD_PID=""
     kill -0 "$pid" 2>/dev/null || return 0
     kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 ${BENCH_STOP_WAIT:-100}); do
+    for _ in $(seq 1 "${BENCH_STOP_WAIT:-100}"); do
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
@@ -146,6 +148,7 @@ bench_write_conf() {
 # bench_start_twopcd [WRAPPER ARGS...]: starts twopcd (under WRAPPER, e.g.
 # valgrind, if given) and waits up to BENCH_START_WAIT seconds (30) for
 # /healthz to answer 200. TWOPCD_PID is the wrapper's pid then.
+# shellcheck disable=SC2120 # the wrapper is optional
 bench_start_twopcd() {
     local deadline=$((SECONDS + ${BENCH_START_WAIT:-30}))
     "$@" "$REPO/twopcd" -c "$CONF" >"$TWOPCD_LOG" 2>&1 &

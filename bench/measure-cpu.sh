@@ -123,8 +123,8 @@ sleep "$idle"
 callgrind_control -d "$TWOPCD_PID" >/dev/null 2>&1
 stop_twopcd
 
-dump=$(ls "$CG".* | sort -V | sed -n 1p)
-idle_dump=$(ls "$CG".* | sort -V | sed -n 2p)
+dump="$CG.1" # callgrind numbers its dumps from 1
+idle_dump="$CG.2"
 ir=$(ir_of "$dump")
 idle_ir=$(ir_of "$idle_dump")
 [ "$n" -gt 0 ] || die "no transaction finished in the window"

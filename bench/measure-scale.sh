@@ -66,8 +66,7 @@ finished() { curl -s -m 30 "$API/metrics" | awk '/^twopc_transactions_total/ { s
 # drain: waits until twopcd has nothing in flight (wrk leaves its last
 # requests behind when it stops; twopcd still runs them).
 drain() {
-    local i
-    for i in $(seq 1 1200); do
+    for _ in $(seq 1 1200); do
         [ "$(in_flight)" = 0 ] && return 0
         sleep 0.1
     done
