@@ -14,10 +14,6 @@
 --   TRANSFER_ACCOUNTS      accounts per participant, ids 1..N (default 10000)
 --   TRANSFER_PARTICIPANTS  comma-separated participant names (default bank_a,bank_b)
 --   TRANSFER_TIMEOUT_MS    the request's timeout_ms (default 5000)
---   TRANSFER_MAX_REQUESTS  if set to N, each wrk thread stops after N responses
---                          (a fixed number of transactions: bench/measure-cpu.sh);
---                          like TRANSFER_STATUS_DETAIL it needs response(),
---                          which slows wrk down
 --   TRANSFER_STATUS_DETAIL if set to 1, count every HTTP status and print the
 --                          counts; this defines wrk's response() callback, which
 --                          makes wrk parse every response and slows it down, so
@@ -94,21 +90,9 @@ function request()
    return wrk.format(nil, nil, nil, body)
 end
 
-local status_detail = os.getenv("TRANSFER_STATUS_DETAIL") == "1"
-local max_requests = tonumber(os.getenv("TRANSFER_MAX_REQUESTS") or "")
-local responses = 0
-
-if status_detail or max_requests then
+if os.getenv("TRANSFER_STATUS_DETAIL") == "1" then
    function response(status, headers, body)
-      if status_detail then
-         status_counts[status] = (status_counts[status] or 0) + 1
-      end
-      if max_requests then
-         responses = responses + 1
-         if responses >= max_requests then
-            wrk.thread:stop()
-         end
-      end
+      status_counts[status] = (status_counts[status] or 0) + 1
    end
 end
 
