@@ -898,6 +898,12 @@ static void maybe_finish(Txn *t)
 		if (t->branches[i].op_active && !t->branches[i].read_only)
 			any_active = true;
 	}
+	if (all_resolved && t->state == TXN_DECIDING) {
+		/* Every branch was read-only and finished in phase 1, but the
+		 * COMMIT record (a keyed request's) is not durable yet:
+		 * on_commit_durable() finishes the transaction. */
+		return;
+	}
 	if (all_resolved) {
 		if (t->state == TXN_COMMITTING && t->incomplete) {
 			log_txn(LOG_ERROR, t->id,
