@@ -28,24 +28,8 @@ work=$dest.work
 mkdir -p "$work" || exit 1
 trap '[ -n "${KEEP_WORK:-}" ] || rm -rf "$dest" "$work"' EXIT
 
-checks=0 failures=0
-pass() {
-    checks=$((checks + 1))
-    echo "ok: $1"
-}
-fail() {
-    checks=$((checks + 1)) failures=$((failures + 1))
-    echo "FAILED: $1"
-    [ -n "${2:-}" ] && [ -s "$2" ] && sed 's/^/    /' "$2"
-    return 0
-}
-summary() {
-    local pct=0
-    [ "$checks" -gt 0 ] && pct=$(((checks - failures) * 100 / checks))
-    echo "$pct%: Checks: $checks, Failures: $failures, Errors: 0"
-    [ "$failures" = 0 ]
-    exit
-}
+# shellcheck source=tests/check-lib.sh
+. "$top/tests/check-lib.sh"
 
 # A make of its own: not the jobserver or the command-line variables of the
 # `make check` that runs this test.

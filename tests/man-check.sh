@@ -28,25 +28,8 @@ example=$top/etc/twopc.conf.example
 work=$(mktemp -d "${TMPDIR:-/tmp}/twopc-man-check.XXXXXX") || exit 1
 trap '[ -n "${KEEP_WORK:-}" ] || rm -rf "$work"' EXIT
 
-checks=0 failures=0
-pass() {
-    checks=$((checks + 1))
-    echo "ok: $1"
-}
-# fail WHAT [DETAIL_FILE]: a failed check, with the lines of DETAIL_FILE.
-fail() {
-    checks=$((checks + 1)) failures=$((failures + 1))
-    echo "FAILED: $1"
-    [ -n "${2:-}" ] && [ -s "$2" ] && sed 's/^/    /' "$2"
-    return 0
-}
-summary() {
-    local pct=0
-    [ "$checks" -gt 0 ] && pct=$(((checks - failures) * 100 / checks))
-    echo "$pct%: Checks: $checks, Failures: $failures, Errors: 0"
-    [ "$failures" = 0 ]
-    exit
-}
+# shellcheck source=tests/check-lib.sh
+. "$top/tests/check-lib.sh"
 
 for f in "$build/twopcd" "$build/twopc-recover" "$build/tests/config_keys" \
     "$man_dir/twopcd.8" "$man_dir/twopc-recover.8" "$man_dir/twopc.conf.5" "$example"; do
