@@ -21,6 +21,8 @@
 #define GID_MAX      200 /* PostgreSQL's limit is 200 bytes including the NUL */
 #define COORD_ID_MAX 32  /* longest coordinator id */
 #define TXN_ID_HEX   16
+/* Room for one of our GIDs: prefix, id, '_', 16 hex, '_', index, NUL. */
+#define GID_OURS_MAX (sizeof(GID_PREFIX) - 1 + COORD_ID_MAX + 1 + TXN_ID_HEX + 1 + 5 + 1)
 
 /* Formats a GID into buf (GID_MAX bytes). */
 bool gid_build(char *buf, size_t buflen, const char *coord_id, uint64_t txn_id, unsigned participant_index) WARN_UNUSED;

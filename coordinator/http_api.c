@@ -146,17 +146,12 @@ static void on_protocol_error(HttpRequest *req, int status, const char *slug, co
 
 static void reply_committed(HttpRequest *req, Txn *t)
 {
-	json_t *body;
-
 	if (t->idem_response != NULL) {
 		/* Exactly what a retry with the same key will get. */
 		send_text(req, 200, "application/json", xstrdup(t->idem_response));
 		return;
 	}
-	body = txn_result_json(t);
-	if (txn_phase2_pending(t))
-		json_object_set_new(body, "phase2", json_string("pending"));
-	send_json(req, 200, body, false);
+	send_text(req, 200, "application/json", txn_result_text(t, txn_phase2_pending(t)));
 }
 
 static void reply_aborted(HttpRequest *req, Txn *t)
@@ -191,11 +186,11 @@ static void reply_aborted(HttpRequest *req, Txn *t)
 	if (status == 409) {
 		json_object_set_new(x, "statement", t->fail_stmt >= 0 ? json_integer(t->fail_stmt) : json_null());
 		json_object_set_new(x, "sqlstate", t->sqlstate[0] ? json_string(t->sqlstate) : json_null());
-		json_object_set_new(x, "message", json_string(t->message));
+		json_object_set_new(x, "message", json_string(txn_message(t)));
 	}
 	if (status == 503)
 		http_response_header(req, "Retry-After", "1");
-	send_problem(req, status, slug, t->message, x);
+	send_problem(req, status, slug, txn_message(t), x);
 }
 
 /* One-phase only (never with an Idempotency-Key): the connection was lost
@@ -208,7 +203,7 @@ static void reply_unknown(HttpRequest *req, Txn *t)
 	json_object_set_new(x, "id", json_string(t->id_hex));
 	json_object_set_new(x, "outcome", json_string("unknown"));
 	json_object_set_new(x, "participant", json_string(t->branches[0].name));
-	send_problem(req, 500, "outcome-unknown", t->message, x);
+	send_problem(req, 500, "outcome-unknown", txn_message(t), x);
 }
 
 static void on_txn_reply(Txn *t, void *arg)

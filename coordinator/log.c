@@ -174,6 +174,8 @@ void log_txn(LogLevel level, uint64_t txn_id, const char *fmt, ...)
 {
 	char id[24];
 	va_list ap;
+	if (level < min_level)
+		return; /* before any formatting: DEBUG lines are on the hot path */
 	snprintf(id, sizeof(id), "%016llx", (unsigned long long)txn_id);
 	va_start(ap, fmt);
 	log_vwrite(level, "txn", id, fmt, ap);

@@ -111,6 +111,15 @@ static void render_participants(MetricsOut *o, const OpsContext *c, const TxnMgr
 			metrics_sample(o, gauges[g].name, l, v);
 		}
 	}
+	PgConnCounters pc;
+	pgconn_get_counters(&pc);
+	metrics_family(o, "twopc_statements_prepared_total", "counter",
+	               "Statements twopcd prepared on participant connections (text seen twice on a connection).");
+	metrics_sample(o, "twopc_statements_prepared_total", NULL, (double)pc.prepared);
+	metrics_family(o, "twopc_statement_executions_total", "counter",
+	               "Queries sent to participants, as a prepared statement or unnamed (parsed each time).");
+	metrics_sample(o, "twopc_statement_executions_total", "kind=\"prepared\"", (double)pc.executed_prepared);
+	metrics_sample(o, "twopc_statement_executions_total", "kind=\"unnamed\"", (double)pc.executed_unnamed);
 	metrics_family(o, "twopc_participant_errors_total", "counter",
 	               "Errors from a participant by SQLSTATE class (08 also counts lost or refused connections).");
 	for (size_t i = 0; i < c->cfg->nparticipants && i < MAX_PARTICIPANTS; i++) {

@@ -28,9 +28,11 @@
  */
 #include "txn.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <event2/event.h>
 
@@ -91,6 +93,18 @@ static void maybe_finish(Txn *t);
 #define XID_QUERY_ONE_PHASE                                                                                            \
 	"SELECT txid_current_if_assigned(), pg_my_temp_schema() <> 0 OR EXISTS (SELECT FROM pg_cursors WHERE "         \
 	"is_holdable)"
+
+/* The branch's timeouts, for its transaction only (SET LOCAL semantics:
+ * nothing outlives the branch on the pooled connection). */
+#define TIMEOUTS_SQL "SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true)"
+#define NO_QUERY     SIZE_MAX
+
+/* Phase 1 sends at most BEGIN, the timeouts, the statements, the xid query
+ * and PREPARE TRANSACTION. */
+static size_t phase1_queries(const ReqBranch *rb)
+{
+	return rb->nstmts + 4;
+}
 
 const char *txn_path_name(TxnPath p)
 {
@@ -210,30 +224,50 @@ static void txn_free(Txn *t)
 		if (b->held_conn != NULL) /* the fault test's abandoned connection */
 			pool_discard(b->pool, b->held_conn);
 		pgjob_clear_results(&b->job);
-		free(b->queries);
-		if (b->results)
-			json_decref(b->results);
+		free(b->results);
 	}
-	free(t->branches);
 	request_free(&t->req);
 	if (t->idem != NULL) /* not reached in practice: replies hand it over */
 		idem_release(t->mgr->idem, t->idem);
 	free(t->idem_response);
+	free(t->message);
 	free(t);
 }
 
-static Txn *txn_new(TxnMgr *m, size_t nbranches)
+/* One allocation: the Txn, its branches, and nqueries[i] PgQuery slots for
+ * branch i (every query its phase 1 may send; at least one, for phase 2). */
+static Txn *txn_alloc(size_t nbranches, const size_t *nqueries)
 {
-	Txn *t = xcalloc(1, sizeof(*t));
-	t->mgr = m;
-	t->id = m->next_id++;
-	txn_id_format(t->id_hex, t->id);
-	t->branches = xcalloc(nbranches, sizeof(Branch));
+	size_t total = 0;
+	Txn *t;
+	PgQuery *q;
+
+	for (size_t i = 0; i < nbranches; i++)
+		total += nqueries ? nqueries[i] : 1;
+	t = xcalloc(1, sizeof(Txn) + nbranches * sizeof(Branch) + total * sizeof(PgQuery));
+	t->branches = (Branch *)(t + 1);
+	q = (PgQuery *)(t->branches + nbranches);
+	for (size_t i = 0; i < nbranches; i++) {
+		t->branches[i].queries = q;
+		q += nqueries ? nqueries[i] : 1;
+	}
 	t->nbranches = nbranches;
 	t->fail_branch = -1;
 	t->fail_stmt = -1;
 	t->start_us = now_mono_us();
 	return t;
+}
+
+void txn_set_message(Txn *t, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	free(t->message);
+	t->message = xstrdup(buf);
 }
 
 void txn_reply(Txn *t)
@@ -264,7 +298,7 @@ static void note_abort(TxnMgr *m, const Txn *t)
 	if (t->fail_branch >= 0)
 		strlcpy_s(a->participant, t->branches[t->fail_branch].name, sizeof(a->participant));
 	strlcpy_s(a->sqlstate, t->sqlstate, sizeof(a->sqlstate));
-	strlcpy_s(a->message, t->message, sizeof(a->message));
+	strlcpy_s(a->message, txn_message(t), sizeof(a->message));
 }
 
 size_t txnmgr_recent_aborts(const TxnMgr *m, RecentAbort *out, size_t max)
@@ -363,12 +397,13 @@ void txn_fail(Txn *t, AbortReason why, int branch, int stmt, const char *sqlstat
 	t->fail_branch = branch;
 	t->fail_stmt = stmt;
 	snprintf(t->sqlstate, sizeof(t->sqlstate), "%s", sqlstate ? sqlstate : "");
-	snprintf(t->message, sizeof(t->message), "%s", msg ? msg : "");
+	txn_set_message(t, "%s", msg ? msg : "");
 }
 
 /* ---- phase 1 ------------------------------------------------------------ */
 
 static void on_phase1_job(PgJob *job, PgConn *conn, PgJobStatus st);
+static void phase1_pipeline(Branch *b);
 
 static void on_phase1_conn(PoolWaiter *w, PgConn *conn, const char *err)
 {
@@ -386,6 +421,43 @@ static void on_phase1_conn(PoolWaiter *w, PgConn *conn, const char *err)
 	}
 	b->conn = conn;
 	b->state = BR_RUNNING;
+	phase1_pipeline(b);
+	pgconn_run(conn, &b->job);
+}
+
+/* True when the branch, if it prepares at all, surely wrote: one of its
+ * statements modifies rows by its first keyword and its expect_rows guard
+ * demands at least one (a changed row takes a transaction id). Asking for
+ * the transaction id would only confirm it. Wrong answers can only be
+ * "no" (a view's INSTEAD OF trigger, say, counts rows without writing),
+ * and "no" merely keeps the question in the pipeline. */
+static bool surely_writes(const ReqBranch *rb)
+{
+	static const char *const verbs[] = {"UPDATE", "INSERT", "DELETE", "MERGE"};
+
+	for (size_t i = 0; i < rb->nstmts; i++) {
+		const char *s = rb->stmts[i].sql;
+		if (rb->stmts[i].expect_rows < 1)
+			continue;
+		s += strspn(s, " \t\r\n");
+		for (size_t v = 0; v < ARRAY_LEN(verbs); v++) {
+			size_t n = strlen(verbs[v]);
+			if (strncasecmp(s, verbs[v], n) == 0 && (s[n] == ' ' || s[n] == '\t' || s[n] == '\r' || s[n] == '\n'))
+				return true;
+		}
+	}
+	return false;
+}
+
+/* Phase 1 in one pipeline: BEGIN; the timeouts; the statements; the
+ * transaction id (unless the branch surely writes); PREPARE TRANSACTION
+ * (two-phase). Every text but PREPARE's repeats, so the connection may
+ * prepare it (PgQuery.reuse). */
+static void phase1_pipeline(Branch *b)
+{
+	Txn *t = b->txn;
+	const ReqBranch *rb = b->req;
+	size_t q = 0;
 
 	/* Server-side limits follow the request's deadline: a statement cannot
 	 * outlive it by much, and lock waits across participants (distributed
@@ -398,37 +470,38 @@ static void on_phase1_conn(PoolWaiter *w, PgConn *conn, const char *err)
 		lock_ms = left_ms;
 	snprintf(b->tparams[0], sizeof(b->tparams[0]), "%lld", (long long)left_ms);
 	snprintf(b->tparams[1], sizeof(b->tparams[1]), "%lld", (long long)lock_ms);
-	pgconn_run(conn, &b->job);
-}
-
-static void branch_phase1(Branch *b)
-{
-	const ReqBranch *rb = b->req;
-	size_t n = rb->nstmts + 4, q = 0;
-
-	b->queries = xcalloc(n, sizeof(PgQuery));
-	b->queries[q++].sql = "BEGIN";
 	b->tparam_ptrs[0] = b->tparams[0];
 	b->tparam_ptrs[1] = b->tparams[1];
-	b->queries[q].sql = "SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true)";
-	b->queries[q].nparams = 2;
-	b->queries[q++].params = b->tparam_ptrs;
-	for (size_t i = 0; i < rb->nstmts; i++) {
-		b->queries[q].sql = rb->stmts[i].sql;
-		b->queries[q].nparams = rb->stmts[i].nparams;
-		b->queries[q++].params = rb->stmts[i].params;
+
+	b->queries[q++] = (PgQuery){.sql = "BEGIN", .reuse = true};
+	b->queries[q++] = (PgQuery){
+	    .sql = TIMEOUTS_SQL, .nparams = 2, .params = b->tparam_ptrs, .reuse = true, .fixed_result = true};
+	b->q_stmt0 = q;
+	for (size_t i = 0; i < rb->nstmts; i++)
+		b->queries[q++] = (PgQuery){
+		    .sql = rb->stmts[i].sql, .nparams = rb->stmts[i].nparams, .params = rb->stmts[i].params, .reuse = true};
+	b->q_xid = b->q_prepare = NO_QUERY;
+	if (t->one_phase || !surely_writes(rb)) {
+		b->q_xid = q;
+		b->queries[q++] = (PgQuery){
+		    .sql = t->one_phase ? XID_QUERY_ONE_PHASE : XID_QUERY, .reuse = true, .fixed_result = true};
+	} else {
+		b->xid_seen = b->has_xid = true; /* not asked: it wrote */
 	}
-	b->queries[q++].sql = b->txn->one_phase ? XID_QUERY_ONE_PHASE : XID_QUERY;
-	if (!b->txn->one_phase) {
+	if (!t->one_phase) {
 		/* The GID is ours alone, never client text, so it is safe as a literal. */
-		snprintf(b->prepare_sql, sizeof(b->prepare_sql), "PREPARE TRANSACTION '%s'", b->gid);
-		b->queries[q++].sql = b->prepare_sql;
+		snprintf(b->op_sql, sizeof(b->op_sql), "PREPARE TRANSACTION '%s'", b->gid);
+		b->q_prepare = q;
+		b->queries[q++] = (PgQuery){.sql = b->op_sql};
 	}
 	b->job.queries = b->queries;
 	b->job.nqueries = q;
 	b->job.done = on_phase1_job;
 	b->job.arg = b;
+}
 
+static void branch_phase1(Branch *b)
+{
 	b->state = BR_WAIT_CONN;
 	b->op_active = true;
 	b->waiter.fn = on_phase1_conn;
@@ -460,7 +533,8 @@ static void on_phase1_job(PgJob *job, PgConn *conn, PgJobStatus st)
 	const ReqBranch *rb = b->req;
 	char msg[512];
 	bool prepared = false, failed_before_prepare = false;
-	size_t q_xid = 2 + rb->nstmts, q_prepare = t->one_phase ? SIZE_MAX : q_xid + 1;
+	size_t q_xid = b->q_xid, q_prepare = b->q_prepare;
+	StrBuf res = {0};
 
 	b->conn = NULL;
 	b->op_active = false;
@@ -500,12 +574,12 @@ static void on_phase1_job(PgJob *job, PgConn *conn, PgJobStatus st)
 		return;
 	}
 
-	b->results = json_array();
+	sb_puts(&res, "[");
 	for (size_t q = 0; q < job->nqueries; q++) {
 		PGresult *r = job->results[q];
 		ExecStatusType rs = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
-		bool is_stmt = q >= 2 && q < q_xid;
-		int si = (int)q - 2;
+		bool is_stmt = q >= b->q_stmt0 && q < b->q_stmt0 + rb->nstmts;
+		int si = (int)(q - b->q_stmt0);
 
 		if (rs == PGRES_PIPELINE_ABORTED)
 			continue; /* an earlier query failed; already recorded */
@@ -546,11 +620,20 @@ static void on_phase1_job(PgJob *job, PgConn *conn, PgJobStatus st)
 			continue;
 		}
 		long long rows = result_row_count(r);
-		json_t *o = json_object();
-		json_object_set_new(o, "rows_affected", json_integer(rows < 0 ? 0 : rows));
-		if (rs == PGRES_TUPLES_OK)
-			json_object_set_new(o, "rows", result_rows_json(r));
-		json_array_append_new(b->results, o);
+		sb_printf(&res, "%s{\"rows_affected\":%lld", res.len > 1 ? "," : "", rows < 0 ? 0 : rows);
+		if (rs == PGRES_TUPLES_OK) {
+			/* Rows (RETURNING, SELECT) are rare on the hot path: jansson
+			 * types them (result_json.c). */
+			json_t *rows_json = result_rows_json(r);
+			char *text = json_dumps(rows_json, JSON_COMPACT);
+			if (text == NULL)
+				log_fatal("cannot serialise a result");
+			sb_puts(&res, ",\"rows\":");
+			sb_puts(&res, text);
+			free(text);
+			json_decref(rows_json);
+		}
+		sb_puts(&res, "}");
 		if (rb->stmts[si].expect_rows >= 0 && rows != rb->stmts[si].expect_rows) {
 			snprintf(msg, sizeof(msg), "statement %d on %s affected %lld rows, expected %lld", si, b->name,
 			         rows, (long long)rb->stmts[si].expect_rows);
@@ -562,6 +645,9 @@ static void on_phase1_job(PgJob *job, PgConn *conn, PgJobStatus st)
 		}
 	}
 	pgjob_clear_results(job);
+	sb_puts(&res, "]");
+	free(b->results);
+	b->results = sb_take(&res);
 	if (t->one_phase) {
 		if (t->reason == ABORT_NONE && b->xid_seen) {
 			onephase_commit(b, conn);
@@ -606,18 +692,28 @@ static void on_phase1_job(PgJob *job, PgConn *conn, PgJobStatus st)
 static void on_commit_durable(void *arg);
 static void start_abort(Txn *t);
 
-json_t *txn_result_json(const Txn *t)
+/* Written straight as text: the branches' results are JSON text already
+ * (phase 1), so nothing is parsed or re-serialised here. */
+char *txn_result_text(const Txn *t, bool phase2_pending)
 {
-	json_t *body = json_object(), *branches = json_object();
+	StrBuf sb = {0};
 
-	json_object_set_new(body, "id", json_string(t->id_hex));
-	json_object_set_new(body, "outcome", json_string("committed"));
+	sb_puts(&sb, "{\"id\":\"");
+	sb_puts(&sb, t->id_hex);
+	sb_puts(&sb, "\",\"outcome\":\"committed\",\"branches\":{");
 	for (size_t i = 0; i < t->nbranches; i++) {
 		const Branch *b = &t->branches[i];
-		json_object_set(branches, b->name, b->results ? b->results : json_array());
+		if (i > 0)
+			sb_puts(&sb, ",");
+		sb_json_string(&sb, b->name);
+		sb_puts(&sb, ":");
+		sb_puts(&sb, b->results ? b->results : "[]");
 	}
-	json_object_set_new(body, "branches", branches);
-	return body;
+	sb_puts(&sb, "}");
+	if (phase2_pending)
+		sb_puts(&sb, ",\"phase2\":\"pending\"");
+	sb_puts(&sb, "}");
+	return sb_take(&sb);
 }
 
 /* The response a retry with the same Idempotency-Key will get; past
@@ -625,18 +721,15 @@ json_t *txn_result_json(const Txn *t)
  * stay small). */
 static void build_idem_response(Txn *t)
 {
-	json_t *body = txn_result_json(t);
-	char *text = json_dumps(body, JSON_COMPACT);
+	char *text = txn_result_text(t, false);
 
-	if (text == NULL || (int64_t)strlen(text) > t->mgr->cfg->idempotency_max_response_bytes) {
+	if ((int64_t)strlen(text) > t->mgr->cfg->idempotency_max_response_bytes) {
+		StrBuf sb = {0};
 		free(text);
-		json_object_set_new(body, "branches", json_null());
-		json_object_set_new(body, "results_omitted", json_true());
-		text = json_dumps(body, JSON_COMPACT);
-		if (text == NULL)
-			log_fatal("cannot serialise a response");
+		sb_printf(&sb, "{\"id\":\"%s\",\"outcome\":\"committed\",\"branches\":null,\"results_omitted\":true}",
+		          t->id_hex);
+		text = sb_take(&sb);
 	}
-	json_decref(body);
 	t->idem_response = text;
 }
 
@@ -741,11 +834,9 @@ static void branch_finish_op(Branch *b)
 {
 	bool commit = b->state == BR_COMMITTING;
 
-	snprintf(b->finish_sql, sizeof(b->finish_sql), "%s PREPARED '%s'", commit ? "COMMIT" : "ROLLBACK", b->gid);
+	snprintf(b->op_sql, sizeof(b->op_sql), "%s PREPARED '%s'", commit ? "COMMIT" : "ROLLBACK", b->gid);
 	b->job.queries = &b->queries[0];
-	b->queries[0].sql = b->finish_sql;
-	b->queries[0].nparams = 0;
-	b->queries[0].params = NULL;
+	b->queries[0] = (PgQuery){.sql = b->op_sql};
 	b->job.nqueries = 1;
 	b->job.done = on_finish_job;
 	b->job.arg = b;
@@ -832,7 +923,7 @@ static void on_finish_job(PgJob *job, PgConn *conn, PgJobStatus st)
 static void start_abort(Txn *t)
 {
 	txn_set_state(t, TXN_ABORTING);
-	log_txn(LOG_INFO, t->id, "aborting: %s", t->message);
+	log_txn(LOG_INFO, t->id, "aborting: %s", txn_message(t));
 	for (size_t i = 0; i < t->nbranches; i++) {
 		Branch *b = &t->branches[i];
 		if (b->read_only)
@@ -952,8 +1043,15 @@ TxnOutcome txn_outcome(const Txn *t)
 
 Txn *txn_begin(TxnMgr *m, TxnRequest *req, IdemEntry *idem, TxnReplyFn reply, void *arg)
 {
-	Txn *t = txn_new(m, req->nbranches);
+	size_t nq[MAX_PARTICIPANTS]; /* a participant appears once */
+	Txn *t;
 
+	for (size_t i = 0; i < req->nbranches; i++)
+		nq[i] = phase1_queries(&req->branches[i]);
+	t = txn_alloc(req->nbranches, nq);
+	t->mgr = m;
+	t->id = m->next_id++;
+	txn_id_format(t->id_hex, t->id);
 	t->idem = idem;
 	t->req = *req;
 	memset(req, 0, sizeof(*req));
@@ -983,15 +1081,12 @@ Txn *txn_begin(TxnMgr *m, TxnRequest *req, IdemEntry *idem, TxnReplyFn reply, vo
 
 void txn_resume_commit(TxnMgr *m, const DlogRecord *rec)
 {
-	Txn *t = xcalloc(1, sizeof(*t));
+	Txn *t = txn_alloc(rec->nbranches, NULL);
 	size_t n = 0;
 
 	t->mgr = m;
 	t->id = rec->txn_id;
 	txn_id_format(t->id_hex, t->id);
-	t->branches = xcalloc(rec->nbranches, sizeof(Branch));
-	t->fail_branch = t->fail_stmt = -1;
-	t->start_us = now_mono_us();
 	t->decided_us = t->durable_us = t->start_us;
 	t->durable = t->committed = t->logged = true;
 	t->replied = true; /* nobody is waiting for this one */
@@ -1013,7 +1108,6 @@ void txn_resume_commit(TxnMgr *m, const DlogRecord *rec)
 		b->name = pc->name;
 		b->pindex = rec->branches[i].index;
 		b->pool = m->pools[pc->index];
-		b->queries = xcalloc(1, sizeof(PgQuery));
 		if (!gid_build(b->gid, sizeof(b->gid), m->cfg->coord_id, t->id, b->pindex))
 			log_fatal("GID too long for coordinator id %s", m->cfg->coord_id);
 		b->state = BR_COMMITTING;

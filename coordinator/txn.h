@@ -111,19 +111,20 @@ struct Branch {
 	unsigned pindex;      /* participant index: part of the GID */
 	const ReqBranch *req; /* NULL for transactions resumed from the log */
 	BranchState state;
-	char gid[GID_MAX];
+	char gid[GID_OURS_MAX];
 
 	PoolWaiter waiter;
 	PgConn *conn; /* while a job runs */
 	PgJob job;
-	PgQuery *queries;
-	char prepare_sql[GID_MAX + 32];
-	char finish_sql[GID_MAX + 32];
+	PgQuery *queries; /* room for every query of phase 1 (in the Txn's allocation) */
+	/* Where phase 1's answers are in job.results (SIZE_MAX: not sent). */
+	size_t q_stmt0, q_xid, q_prepare;
+	char op_sql[GID_OURS_MAX + 24]; /* PREPARE TRANSACTION / COMMIT or ROLLBACK PREPARED '<gid>' */
 	char tparams[2][24];
 	const char *tparam_ptrs[2];
 	bool op_active; /* waiting for a connection or running a job */
 
-	json_t *results;     /* phase 1: [{"rows_affected": n, "rows": [...]}, ...] */
+	char *results;       /* phase 1: the JSON array [{"rows_affected": n, "rows": [...]}, ...] */
 	int64_t retry_at_us; /* phase 2 / rollback: when to try again (0: not waiting) */
 	int attempts;
 	int64_t unknown_until_us; /* an UNKNOWN branch may still prepare until then */
@@ -172,7 +173,7 @@ struct Txn {
 	int fail_branch; /* index into branches, -1 if none */
 	int fail_stmt;   /* statement index, -1 if not a statement */
 	char sqlstate[6];
-	char message[512];
+	char *message; /* NULL until it fails (txn_message() gives "" then) */
 	long long expected_rows, actual_rows;
 
 	TxnReplyFn reply;
@@ -239,8 +240,15 @@ void txnmgr_start(TxnMgr *m);
  * outcome is known (never from inside this call). */
 Txn *txn_begin(TxnMgr *m, TxnRequest *req, IdemEntry *idem, TxnReplyFn reply, void *arg);
 
-/* The committed response: {"id", "outcome": "committed", "branches"}. */
-json_t *txn_result_json(const Txn *t);
+/* The committed response, compact JSON: {"id", "outcome": "committed",
+ * "branches"} and, if phase2_pending, "phase2": "pending"; the caller
+ * frees it. */
+char *txn_result_text(const Txn *t, bool phase2_pending);
+/* Why it aborted ("" if it did not). */
+static inline const char *txn_message(const Txn *t)
+{
+	return t->message ? t->message : "";
+}
 
 /* What the client is told. */
 typedef enum TxnOutcome {

@@ -13,6 +13,8 @@
 const Config *txnmgr_cfg(const TxnMgr *m);
 /* The only place a transaction changes state; refuses impossible moves. */
 void txn_set_state(Txn *t, TxnState to);
+/* Sets t->message (printf-style), replacing any earlier one. */
+void txn_set_message(Txn *t, const char *fmt, ...) PRINTF_LIKE(2, 3);
 /* Records the first reason a transaction must abort. */
 void txn_fail(Txn *t, AbortReason why, int branch, int stmt, const char *sqlstate, const char *msg);
 /* Replies and/or ends the transaction when its branches allow. */

@@ -86,10 +86,10 @@ static void finish_unknown(Branch *b, const char *why)
 	Txn *t = b->txn;
 
 	t->outcome_unknown = true;
-	snprintf(t->message, sizeof(t->message),
-	         "the connection to %s was lost after COMMIT was sent, and PostgreSQL cannot tell whether it "
-	         "committed (%s)",
-	         b->name, why);
+	txn_set_message(t,
+	                "the connection to %s was lost after COMMIT was sent, and PostgreSQL cannot tell whether it "
+	                "committed (%s)",
+	                b->name, why);
 	log_txn(LOG_ERROR, t->id, "participant=%s OUTCOME UNKNOWN: %s; check this transaction's data there", b->name,
 	        t->message);
 	txn_end(t);
@@ -127,7 +127,7 @@ void onephase_commit(Branch *b, PgConn *conn)
 	t->decided_us = now_mono_us();
 	b->backend_pid = PQbackendPID(pgconn_pq(conn));
 	b->state = BR_COMMITTING;
-	b->queries[0] = (PgQuery){.sql = "COMMIT"};
+	b->queries[0] = (PgQuery){.sql = "COMMIT", .reuse = true};
 	b->job.queries = b->queries;
 	b->job.nqueries = 1;
 	b->job.done = on_commit_job;
@@ -364,10 +364,10 @@ void onephase_tick(Txn *t, int64_t now)
 		        "participant=%s whether COMMIT took effect is still unknown past the deadline: telling the "
 		        "client so; still asking",
 		        b->name);
-		snprintf(t->message, sizeof(t->message),
-		         "the connection to %s was lost after COMMIT was sent and it could not be asked yet whether it "
-		         "committed; GET /v1/transactions/%s will tell",
-		         b->name, t->id_hex);
+		txn_set_message(t,
+		                "the connection to %s was lost after COMMIT was sent and it could not be asked yet "
+		                "whether it committed; GET /v1/transactions/%s will tell",
+		                b->name, t->id_hex);
 		txn_reply(t);
 	}
 }

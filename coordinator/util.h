@@ -43,4 +43,21 @@ bool parse_i64(const char *s, int64_t min, int64_t max, int64_t *out) WARN_UNUSE
 /* Write all of buf to fd, retrying on EINTR and short writes. */
 bool write_all(int fd, const void *buf, size_t len) WARN_UNUSED;
 
+/* A growing string (always NUL-terminated once anything was added). */
+typedef struct StrBuf {
+	char *p;
+	size_t len, cap;
+} StrBuf;
+void sb_append(StrBuf *b, const char *s, size_t n);
+static inline void sb_puts(StrBuf *b, const char *s)
+{
+	sb_append(b, s, __builtin_strlen(s));
+}
+void sb_printf(StrBuf *b, const char *fmt, ...) PRINTF_LIKE(2, 3);
+/* s as a JSON string, quotes included. */
+void sb_json_string(StrBuf *b, const char *s);
+/* Hands the text over (the buffer is empty afterwards). */
+char *sb_take(StrBuf *b);
+void sb_free(StrBuf *b);
+
 #endif

@@ -16,6 +16,33 @@
 
 #include "log.h"
 
+/* A statement text this connection has seen (see the statement cache in
+ * pg_conn.h). */
+typedef enum StmtState {
+	STMT_FREE,
+	STMT_SEEN,     /* run once, unnamed */
+	STMT_ROWS,     /* client text that returned rows: never prepared */
+	STMT_PREPARED, /* prepared as "twopc_<name>" */
+} StmtState;
+typedef struct StmtEntry {
+	uint64_t hash;
+	char *sql;
+	unsigned name; /* "twopc_<name>" once prepared */
+	StmtState state;
+} StmtEntry;
+
+/* How one query of the running job goes on the wire. */
+typedef enum QueryMode {
+	QM_UNNAMED, /* Parse/Bind/Describe/Execute of the unnamed statement */
+	QM_PREPARE, /* Parse of a named statement (its own result), then QM_EXECUTE */
+	QM_EXECUTE, /* Bind/Describe/Execute of a named statement */
+} QueryMode;
+typedef struct WireSlot {
+	uint32_t query; /* index into job->queries */
+	int16_t entry;  /* statement cache entry, -1 if none */
+	uint8_t mode;   /* QueryMode */
+} WireSlot;
+
 struct PgConn {
 	PgConnState state;
 	PGconn *pq;
@@ -31,8 +58,16 @@ struct PgConn {
 
 	/* The running job. */
 	PgJob *job;
-	size_t cur;       /* index of the query whose results come next */
+	size_t cur;       /* index into slots of the result that comes next */
 	bool seen_result; /* cur's result arrived; its NULL terminator is next */
+	WireSlot *slots;  /* what was sent, in order (a query may take two) */
+	size_t nslots, slots_cap;
+
+	StmtEntry stmts[PGCONN_STMT_CACHE];
+	size_t nprepared;
+	unsigned next_name;
+	unsigned clock_hand; /* next SEEN entry to replace when full */
+	PgConnSession session;
 
 	PgConn *next;
 };
@@ -158,6 +193,9 @@ void pgconn_free(PgConn *c)
 		event_free(c->ev_defer);
 	if (c->pq)
 		PQfinish(c->pq);
+	for (size_t i = 0; i < PGCONN_STMT_CACHE; i++)
+		free(c->stmts[i].sql);
+	free(c->slots);
 	free(c);
 }
 
@@ -189,6 +227,129 @@ void pgconn_set_next(PgConn *c, PgConn *next)
 {
 	c->next = next;
 }
+/* ---- the statement cache ------------------------------------------------- */
+
+static uint64_t text_hash(const char *s)
+{
+	uint64_t h = 14695981039346656037ULL; /* FNV-1a */
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h;
+}
+
+/* The cache entry for sql, creating a SEEN one on a first sighting (*fresh
+ * set); -1 if the text is not cached (too long, or the cache is full of
+ * prepared statements). */
+static int stmt_lookup(PgConn *c, const char *sql, bool *fresh)
+{
+	uint64_t h = text_hash(sql);
+	int free_slot = -1;
+
+	for (int i = 0; i < PGCONN_STMT_CACHE; i++) {
+		StmtEntry *e = &c->stmts[i];
+		if (e->state == STMT_FREE) {
+			if (free_slot < 0)
+				free_slot = i;
+			continue;
+		}
+		if (e->hash == h && strcmp(e->sql, sql) == 0) {
+			*fresh = false;
+			return i;
+		}
+	}
+	if (strlen(sql) > 8192)
+		return -1;
+	if (free_slot < 0) {
+		/* Full: replace one not prepared, round robin; prepared ones stay. */
+		for (unsigned n = 0; n < PGCONN_STMT_CACHE; n++) {
+			unsigned i = (c->clock_hand + n) % PGCONN_STMT_CACHE;
+			if (c->stmts[i].state == STMT_SEEN || c->stmts[i].state == STMT_ROWS) {
+				free_slot = (int)i;
+				c->clock_hand = i + 1;
+				break;
+			}
+		}
+		if (free_slot < 0)
+			return -1;
+		free(c->stmts[free_slot].sql);
+	}
+	c->stmts[free_slot] = (StmtEntry){.hash = h, .sql = xstrdup(sql), .state = STMT_SEEN};
+	*fresh = true;
+	return free_slot;
+}
+
+static void stmt_forget(PgConn *c, int i)
+{
+	StmtEntry *e = &c->stmts[i];
+	if (e->state == STMT_PREPARED)
+		c->nprepared--;
+	free(e->sql);
+	memset(e, 0, sizeof(*e));
+}
+
+size_t pgconn_prepared_count(const PgConn *c)
+{
+	return c->nprepared;
+}
+
+/* The event loop is single-threaded: plain counters. */
+static PgConnCounters counters;
+
+void pgconn_get_counters(PgConnCounters *out)
+{
+	*out = counters;
+}
+
+PgConnSession *pgconn_session(PgConn *c)
+{
+	return &c->session;
+}
+
+static WireSlot *add_slot(PgConn *c, uint32_t query, int entry, QueryMode mode)
+{
+	if (c->nslots == c->slots_cap) {
+		c->slots_cap = c->slots_cap ? c->slots_cap * 2 : 8;
+		c->slots = xrealloc(c->slots, c->slots_cap * sizeof(WireSlot));
+	}
+	c->slots[c->nslots] = (WireSlot){.query = query, .entry = (int16_t)entry, .mode = (uint8_t)mode};
+	return &c->slots[c->nslots++];
+}
+
+/* Sends one query, through the statement cache when it may repeat. */
+static bool send_query(PgConn *c, uint32_t qi, const PgQuery *q)
+{
+	bool fresh = false;
+	int e = q->reuse ? stmt_lookup(c, q->sql, &fresh) : -1;
+	char name[24];
+
+	if (e < 0 || fresh || c->stmts[e].state == STMT_ROWS ||
+	    (c->stmts[e].state == STMT_SEEN && c->nprepared >= PGCONN_STMT_CACHE - 1)) {
+		/* Not cached, a first sighting, returns rows, or no room: unnamed,
+		 * as it comes. A first sighting's answer tells whether it returns
+		 * rows. */
+		add_slot(c, qi, fresh && !q->fixed_result ? e : -1, QM_UNNAMED);
+		counters.executed_unnamed++;
+		return PQsendQueryParams(c->pq, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0) == 1;
+	}
+	if (c->stmts[e].state == STMT_SEEN) {
+		/* Seen before: prepare it now, in this pipeline. Counted as
+		 * prepared from here on, so a second use in the same job does not
+		 * prepare it twice; its Parse's answer confirms or forgets it. */
+		c->stmts[e].name = ++c->next_name;
+		c->stmts[e].state = STMT_PREPARED;
+		c->nprepared++;
+		counters.prepared++;
+		snprintf(name, sizeof(name), "twopc_%u", c->stmts[e].name);
+		add_slot(c, qi, e, QM_PREPARE);
+		if (PQsendPrepare(c->pq, name, q->sql, 0, NULL) != 1)
+			return false;
+	}
+	snprintf(name, sizeof(name), "twopc_%u", c->stmts[e].name);
+	add_slot(c, qi, e, QM_EXECUTE);
+	counters.executed_prepared++;
+	return PQsendQueryPrepared(c->pq, name, q->nparams, q->params, NULL, NULL, 0) == 1;
+}
+
 static void connect_step(PgConn *c)
 {
 	switch (PQconnectPoll(c->pq)) {
@@ -256,7 +417,7 @@ static bool read_results(PgConn *c)
 		st = PQresultStatus(r);
 		if (st == PGRES_PIPELINE_SYNC) {
 			PQclear(r);
-			if (c->cur != job->nqueries) {
+			if (c->cur != c->nslots) {
 				become_broken(c, "protocol confusion: Sync before every result");
 				return true;
 			}
@@ -268,17 +429,39 @@ static bool read_results(PgConn *c)
 			become_broken(c, "COPY is not supported through twopc");
 			return true;
 		}
-		if (c->cur >= job->nqueries) {
+		if (c->cur >= c->nslots) {
 			PQclear(r);
 			become_broken(c, "protocol confusion: more results than queries");
 			return true;
 		}
-		if (!c->seen_result) {
-			job->results[c->cur] = r;
-			job->nresults = c->cur + 1;
-			c->seen_result = true;
-		} else {
+		if (c->seen_result) {
 			PQclear(r); /* a second result for one query: keep the first */
+			continue;
+		}
+		c->seen_result = true;
+		const WireSlot *w = &c->slots[c->cur];
+		if (w->mode == QM_UNNAMED && w->entry >= 0 && PQnfields(r) > 0) {
+			/* Client text returning rows: keep it unnamed for good. */
+			c->stmts[w->entry].state = STMT_ROWS;
+		} else if (w->mode == QM_PREPARE) {
+			if (st == PGRES_COMMAND_OK) {
+				PQclear(r); /* prepared: the execution's result follows */
+				continue;
+			}
+			/* The Parse failed (or was skipped after an earlier error):
+			 * forget the statement; this is the query's answer. */
+			stmt_forget(c, w->entry);
+		} else if (w->mode == QM_EXECUTE && st == PGRES_FATAL_ERROR && job->results[w->query] == NULL &&
+		           strcmp(pg_sqlstate(r), "0A000") == 0) {
+			/* "cached plan must not change result type" (DDL changed a
+			 * table under it): prepare the text afresh next time. */
+			stmt_forget(c, w->entry);
+		}
+		if (job->results[w->query] == NULL) {
+			job->results[w->query] = r;
+			job->nresults = w->query + 1;
+		} else {
+			PQclear(r); /* its Parse already answered, with an error */
 		}
 	}
 	return false;
@@ -349,6 +532,7 @@ void pgconn_run(PgConn *c, PgJob *job)
 	c->job = job;
 	c->cur = 0;
 	c->seen_result = false;
+	c->nslots = 0;
 
 	if (c->state != PGC_IDLE) {
 		snprintf(c->error, sizeof(c->error), "connection not ready");
@@ -357,8 +541,7 @@ void pgconn_run(PgConn *c, PgJob *job)
 	c->state = PGC_BUSY;
 	job->sent = true; /* from here on, some of it may reach the server */
 	for (size_t i = 0; i < job->nqueries; i++) {
-		const PgQuery *q = &job->queries[i];
-		if (!PQsendQueryParams(c->pq, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0)) {
+		if (!send_query(c, (uint32_t)i, &job->queries[i])) {
 			set_error(c, "cannot send query");
 			goto fail;
 		}

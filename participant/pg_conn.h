@@ -4,9 +4,23 @@
  * queries sent back to back with one Sync (one round trip), whose results
  * are collected and handed to the job's callback.
  *
- * Only PQconnectStart/PQconnectPoll, PQsendQueryParams, PQpipelineSync,
- * PQflush, PQconsumeInput, PQisBusy and PQgetResult are used, each woken by
- * an event on PQsocket(): the event loop never blocks on PostgreSQL.
+ * Only PQconnectStart/PQconnectPoll, PQsendQueryParams, PQsendPrepare,
+ * PQsendQueryPrepared, PQpipelineSync, PQflush, PQconsumeInput, PQisBusy and
+ * PQgetResult are used, each woken by an event on PQsocket(): the event loop
+ * never blocks on PostgreSQL.
+ *
+ * Statement cache: a query marked `reuse` whose text this connection has
+ * seen before is prepared under a name of ours ("twopc_N") in the same
+ * pipeline, and from then on only bound and executed: PostgreSQL parses
+ * and plans it once per connection instead of once per transaction. At
+ * most PGCONN_STMT_CACHE texts are remembered per connection and at most
+ * that many prepared; past that, texts go unnamed as before. Prepared
+ * statements are not transactional, so a rollback keeps them. Client text
+ * that returned rows (SELECT, RETURNING) is never prepared: after DDL
+ * PostgreSQL would refuse its cached plan ("cached plan must not change
+ * result type", 0A000) and fail a transaction that would have run; should
+ * that happen to one of ours anyway, the statement is forgotten and
+ * prepared afresh under a new name.
  */
 #ifndef TWOPC_PG_CONN_H
 #define TWOPC_PG_CONN_H
@@ -35,6 +49,16 @@ typedef struct PgQuery {
 	const char *sql;
 	int nparams;
 	const char *const *params; /* text values; NULL entries are SQL NULL */
+	/* The text may repeat on this connection: once seen twice, it is sent
+	 * as a named prepared statement (Parse once, then only Bind/Execute).
+	 * Leave false for text that never repeats (it contains a GID). */
+	bool reuse;
+	/* Its result columns can never change (our own queries): prepared
+	 * even though it returns rows. Client text is prepared only when its
+	 * first run returned no rows, so a table changed under it can never
+	 * make PostgreSQL refuse the plan ("cached plan must not change result
+	 * type"). */
+	bool fixed_result;
 } PgQuery;
 
 typedef enum PgJobStatus {
@@ -83,6 +107,26 @@ PGconn *pgconn_pq(PgConn *conn);
 void pgconn_run(PgConn *conn, PgJob *job);
 
 void pgjob_clear_results(PgJob *job);
+
+#define PGCONN_STMT_CACHE 64
+/* How many statements this connection has prepared. */
+size_t pgconn_prepared_count(const PgConn *conn);
+/* Process-wide counts (metrics): statements prepared, and queries run as
+ * a prepared statement or unnamed. */
+typedef struct PgConnCounters {
+	uint64_t prepared, executed_prepared, executed_unnamed;
+} PgConnCounters;
+void pgconn_get_counters(PgConnCounters *out);
+
+/* Session settings the owner keeps on this connection (the branch
+ * timeouts): whatever the owner last recorded as in effect, or false if
+ * nothing is (new connection, or invalidated). */
+typedef struct PgConnSession {
+	bool valid;
+	int64_t statement_timeout_ms;
+	int64_t lock_timeout_ms;
+} PgConnSession;
+PgConnSession *pgconn_session(PgConn *conn);
 
 /* SQLSTATE of a result, "" if none. */
 const char *pg_sqlstate(const PGresult *r);

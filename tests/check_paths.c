@@ -27,6 +27,12 @@
  * Keyed requests keep two-phase commit (the key lives in the COMMIT
  * record) and replay after a kill -9, a single participant or all
  * read-only branches included.
+ *
+ * The statement cache (participant/pg_conn.c): text repeated on a pooled
+ * connection is prepared and then only executed; text that returns rows
+ * is never prepared, so DDL under it cannot make PostgreSQL refuse a
+ * cached plan; a prepared statement survives DDL that changes its table;
+ * a statement that fails to parse fails the same way every time.
  */
 #include "netproxy.h"
 #include "tlfixture.h"
@@ -817,6 +823,91 @@ END_TEST
 /* ------------------------------------------------------------- fixtures */
 
 TL_FIXTURE_GLUE(pt_fx)
+/* Runs BODY N times; every one must commit. */
+static void commit_n(const char *body, int n)
+{
+	for (int i = 0; i < n; i++) {
+		TlHttpResponse r;
+		char id[32];
+		post(NULL, body, &r);
+		expect_committed(&r, id, sizeof id);
+		tl_http_response_free(&r);
+	}
+}
+
+START_TEST(test_statement_cache)
+{
+	static const char transfer[] =
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"UPDATE cache_t SET v = v - $1 WHERE id = $2\",\"params\":[1,1],"
+	    "\"expect_rows\":1}],\"bank_b\":[{\"sql\":\"UPDATE cache_t SET v = v + $1 WHERE id = $2\",\"params\":[1,1],"
+	    "\"expect_rows\":1}]}}";
+	static const char returning[] =
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"UPDATE cache_t SET v = v + 0 WHERE id = 2 RETURNING *\","
+	    "\"expect_rows\":1}],\"bank_b\":[{\"sql\":\"UPDATE cache_t SET v = v + 0 WHERE id = 2 RETURNING *\","
+	    "\"expect_rows\":1}]}}";
+	static const char typo[] = "{\"branches\":{\"bank_a\":[{\"sql\":\"UPDATE cache_nope SET v = 1\"}],"
+	                           "\"bank_b\":[{\"sql\":\"SELECT 1\"}]}}";
+	static const char *const kv[] = {"log_level", "info", NULL};
+	char err[PT_ERR];
+	TlHttpResponse r;
+	double prepared0, executed0;
+
+	for (int i = 0; pt_clusters[i]; i++)
+		if (!tl_pg_exec(cluster(pt_clusters[i]),
+		                "DROP TABLE IF EXISTS cache_t; CREATE TABLE cache_t (id int PRIMARY KEY, v bigint);"
+		                "INSERT INTO cache_t VALUES (1, 1000), (2, 5)",
+		                err, sizeof err))
+			ck_abort_msg("%s", err);
+	tl_fixture_start(&pt_fx, kv, NULL);
+
+	/* Row-less text repeats: prepared, then executed by name. */
+	commit_n(transfer, 40);
+	ck_assert_int_eq(scalar("bank_a", "SELECT v FROM cache_t WHERE id = 1"), 960);
+	ck_assert_int_eq(scalar("bank_b", "SELECT v FROM cache_t WHERE id = 1"), 1040);
+	prepared0 = metric("twopc_statements_prepared_total", "");
+	executed0 = metric("twopc_statement_executions_total", "kind=\"prepared\"");
+	ck_assert_msg(prepared0 >= 2, "nothing prepared after 40 identical transfers: %g", prepared0);
+	ck_assert_msg(executed0 >= 40, "only %g prepared executions in 40 transfers", executed0);
+
+	/* DDL under a prepared statement: PostgreSQL replans it. */
+	for (int i = 0; pt_clusters[i]; i++)
+		if (!tl_pg_exec(cluster(pt_clusters[i]), "ALTER TABLE cache_t ALTER COLUMN v TYPE numeric", err,
+		                sizeof err))
+			ck_abort_msg("%s", err);
+	commit_n(transfer, 10);
+	ck_assert_int_eq(scalar("bank_a", "SELECT v FROM cache_t WHERE id = 1"), 950);
+	ck_assert(metric("twopc_statement_executions_total", "kind=\"prepared\"") > executed0);
+
+	/* Text that returns rows is never prepared: a column added under it
+	 * shows in the next result instead of failing a cached plan (0A000). */
+	commit_n(returning, 20);
+	for (int i = 0; pt_clusters[i]; i++)
+		if (!tl_pg_exec(cluster(pt_clusters[i]), "ALTER TABLE cache_t ADD COLUMN note text DEFAULT 'x'", err,
+		                sizeof err))
+			ck_abort_msg("%s", err);
+	for (int i = 0; i < 20; i++) {
+		post(NULL, returning, &r);
+		ck_assert_msg(r.status == 200 && strstr(r.body, "\"note\":\"x\"") != NULL, "after ADD COLUMN: %d %s",
+		              r.status, r.body);
+		tl_http_response_free(&r);
+	}
+
+	/* A text that cannot be parsed fails alike every time, also when it
+	 * would be prepared, and leaves the connections usable. */
+	for (int i = 0; i < 6; i++) {
+		post(NULL, typo, &r);
+		expect_problem(&r, 409, "statement-failed");
+		ck_assert_str_eq(tl_json_str(r.json, "sqlstate"), "42P01");
+		tl_http_response_free(&r);
+	}
+	commit_n(transfer, 5);
+	ck_assert_int_eq(scalar("bank_b", "SELECT v FROM cache_t WHERE id = 1"), 1055);
+	wait_nothing_prepared("bank_a", 2000);
+	wait_nothing_prepared("bank_b", 2000);
+	ck_assert(metric("twopc_heuristic_hazards_total", "") == 0);
+}
+END_TEST
+
 TL_FIXTURE_SETUP(pt_fx, one_phase_commit)
 TL_FIXTURE_SETUP(pt_fx, one_phase_aborts)
 TL_FIXTURE_SETUP(pt_fx, one_phase_lost_after_commit)
@@ -827,6 +918,7 @@ TL_FIXTURE_SETUP(pt_fx, read_only_branch)
 TL_FIXTURE_SETUP(pt_fx, all_read_only)
 TL_FIXTURE_SETUP(pt_fx, select_for_update_writes)
 TL_FIXTURE_SETUP(pt_fx, read_only_crash)
+TL_FIXTURE_SETUP(pt_fx, statement_cache)
 TL_FIXTURE_SETUP(pt_fx, keyed_stays_two_phase)
 TL_FIXTURE_SETUP(pt_fx, keyed_read_only_slow_log)
 
@@ -844,6 +936,7 @@ int main(void)
 	TL_FIXTURE_CASE(pt_fx, s, all_read_only);
 	TL_FIXTURE_CASE(pt_fx, s, select_for_update_writes);
 	TL_FIXTURE_CASE(pt_fx, s, read_only_crash);
+	TL_FIXTURE_CASE(pt_fx, s, statement_cache);
 	TL_FIXTURE_CASE(pt_fx, s, keyed_stays_two_phase);
 	TL_FIXTURE_CASE(pt_fx, s, keyed_read_only_slow_log);
 	return tl_fixture_main(&pt_fx, s);
