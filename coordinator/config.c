@@ -51,7 +51,9 @@ static const KeyDef keys[] = {
     {SEC_COORDINATOR, "max_timeout_ms", KT_INT, "60000", 1, 3600000, "cap on a request's timeout_ms",
      C(max_timeout_ms)},
     {SEC_COORDINATOR, "lock_timeout_ms", KT_INT, "1000", 0, 3600000,
-     "lock_timeout of every branch; breaks deadlocks that span participants", C(lock_timeout_ms)},
+     "lock_timeout of every branch (0: none, the deadline ends lock waits); breaks deadlocks that span "
+     "participants",
+     C(lock_timeout_ms)},
     {SEC_COORDINATOR, "max_body_bytes", KT_INT, "1048576", 1024, 1073741824, "largest request body (413 past it)",
      C(max_body_bytes)},
     {SEC_COORDINATOR, "max_in_flight", KT_INT, "10000", 1, 10000000, "most transactions in flight (503 past it)",

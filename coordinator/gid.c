@@ -21,9 +21,13 @@ bool coord_id_valid(const char *id)
 
 bool gid_build(char *buf, size_t buflen, const char *coord_id, uint64_t txn_id, unsigned participant_index)
 {
-	int n =
-	    snprintf(buf, buflen, GID_PREFIX "%s_%016llx_%u", coord_id, (unsigned long long)txn_id, participant_index);
-	return n > 0 && (size_t)n < buflen && n < GID_MAX;
+	/* Per branch of every transaction: no printf. */
+	char hex[TXN_ID_HEX + 1], idx[24];
+
+	txn_id_format(hex, txn_id);
+	fmt_i64(idx, participant_index);
+	return str_concat(buf, buflen, GID_PREFIX, coord_id, "_", hex, "_", idx, (char *)NULL) &&
+	       strlen(buf) < GID_MAX;
 }
 
 static int hexval(char c)

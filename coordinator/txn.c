@@ -94,10 +94,23 @@ static void maybe_finish(Txn *t);
 	"SELECT txid_current_if_assigned(), pg_my_temp_schema() <> 0 OR EXISTS (SELECT FROM pg_cursors WHERE "         \
 	"is_holdable)"
 
-/* The branch's timeouts, for its transaction only (SET LOCAL semantics:
- * nothing outlives the branch on the pooled connection). */
-#define TIMEOUTS_SQL "SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true)"
-#define NO_QUERY     SIZE_MAX
+/* The session settings phase 1 needs on a pooled connection, set once per
+ * connection (and again when lock_timeout_ms is reloaded), not per
+ * transaction:
+ * - lock_timeout: lock waits across participants (distributed deadlocks
+ *   PostgreSQL cannot see) end after lock_timeout_ms with 55P03;
+ * - client_connection_check_interval: at its deadline twopcd abandons a
+ *   branch still running by closing its connection; the backend notices
+ *   within this interval even in the middle of a long statement or lock
+ *   wait, and rolls back.
+ * They are session-level (is_local false) but sent inside the branch's
+ * transaction, so they take effect only if it prepares or commits; after a
+ * rollback the session keeps its earlier values. branch_session_kept()
+ * records them. */
+#define SESSION_SQL                                                                                                    \
+	"SELECT set_config('lock_timeout', $1, false), set_config('client_connection_check_interval', $2, false)"
+#define CONN_CHECK_INTERVAL_MS "250"
+#define NO_QUERY               SIZE_MAX
 
 /* Phase 1 sends at most BEGIN, the timeouts, the statements, the xid query
  * and PREPARE TRANSACTION. */
@@ -449,33 +462,30 @@ static bool surely_writes(const ReqBranch *rb)
 	return false;
 }
 
-/* Phase 1 in one pipeline: BEGIN; the timeouts; the statements; the
- * transaction id (unless the branch surely writes); PREPARE TRANSACTION
- * (two-phase). Every text but PREPARE's repeats, so the connection may
- * prepare it (PgQuery.reuse). */
+/* Phase 1 in one pipeline: BEGIN; the session settings (first use of a
+ * connection only); the statements; the transaction id (unless the branch
+ * surely writes); PREPARE TRANSACTION (two-phase). Every text but
+ * PREPARE's repeats, so the connection may prepare it (PgQuery.reuse). */
 static void phase1_pipeline(Branch *b)
 {
 	Txn *t = b->txn;
 	const ReqBranch *rb = b->req;
 	size_t q = 0;
 
-	/* Server-side limits follow the request's deadline: a statement cannot
-	 * outlive it by much, and lock waits across participants (distributed
-	 * deadlocks PostgreSQL cannot see) end after lock_timeout. */
-	int64_t left_ms = (t->deadline_us - now_mono_us()) / 1000;
-	if (left_ms < 1)
-		left_ms = 1;
+	const PgConnSession *ss = pgconn_session(b->conn);
 	int64_t lock_ms = t->mgr->cfg->lock_timeout_ms;
-	if (lock_ms == 0 || lock_ms > left_ms)
-		lock_ms = left_ms;
-	snprintf(b->tparams[0], sizeof(b->tparams[0]), "%lld", (long long)left_ms);
-	snprintf(b->tparams[1], sizeof(b->tparams[1]), "%lld", (long long)lock_ms);
-	b->tparam_ptrs[0] = b->tparams[0];
-	b->tparam_ptrs[1] = b->tparams[1];
 
 	b->queries[q++] = (PgQuery){.sql = "BEGIN", .reuse = true};
-	b->queries[q++] = (PgQuery){
-	    .sql = TIMEOUTS_SQL, .nparams = 2, .params = b->tparam_ptrs, .reuse = true, .fixed_result = true};
+	b->session_lock_ms = -1;
+	if (!ss->valid || ss->lock_timeout_ms != lock_ms) {
+		fmt_i64(b->tparams[0], lock_ms);
+		strlcpy_s(b->tparams[1], CONN_CHECK_INTERVAL_MS, sizeof(b->tparams[1]));
+		b->tparam_ptrs[0] = b->tparams[0];
+		b->tparam_ptrs[1] = b->tparams[1];
+		b->session_lock_ms = lock_ms;
+		b->queries[q++] = (PgQuery){
+		    .sql = SESSION_SQL, .nparams = 2, .params = b->tparam_ptrs, .reuse = true, .fixed_result = true};
+	}
 	b->q_stmt0 = q;
 	for (size_t i = 0; i < rb->nstmts; i++)
 		b->queries[q++] = (PgQuery){
@@ -490,7 +500,7 @@ static void phase1_pipeline(Branch *b)
 	}
 	if (!t->one_phase) {
 		/* The GID is ours alone, never client text, so it is safe as a literal. */
-		snprintf(b->op_sql, sizeof(b->op_sql), "PREPARE TRANSACTION '%s'", b->gid);
+		str_concat(b->op_sql, sizeof(b->op_sql), "PREPARE TRANSACTION '", b->gid, "'", (char *)NULL);
 		b->q_prepare = q;
 		b->queries[q++] = (PgQuery){.sql = b->op_sql};
 	}
@@ -498,6 +508,16 @@ static void phase1_pipeline(Branch *b)
 	b->job.nqueries = q;
 	b->job.done = on_phase1_job;
 	b->job.arg = b;
+}
+
+void branch_session_kept(Branch *b, PgConn *conn)
+{
+	PgConnSession *ss = pgconn_session(conn);
+
+	if (b->session_lock_ms < 0)
+		return;
+	ss->valid = true;
+	ss->lock_timeout_ms = b->session_lock_ms;
 }
 
 static void branch_phase1(Branch *b)
@@ -664,6 +684,8 @@ static void on_phase1_job(PgJob *job, PgConn *conn, PgJobStatus st)
 		return;
 	}
 	b->state = prepared ? BR_PREPARED : BR_FAILED;
+	if (prepared)
+		branch_session_kept(b, conn);
 	if (prepared && b->xid_seen && !b->has_xid) {
 		/* Read-only: it wrote nothing and holds no row lock, so whether it
 		 * commits or rolls back changes nothing anyone can see, and the
@@ -834,7 +856,8 @@ static void branch_finish_op(Branch *b)
 {
 	bool commit = b->state == BR_COMMITTING;
 
-	snprintf(b->op_sql, sizeof(b->op_sql), "%s PREPARED '%s'", commit ? "COMMIT" : "ROLLBACK", b->gid);
+	str_concat(b->op_sql, sizeof(b->op_sql), commit ? "COMMIT PREPARED '" : "ROLLBACK PREPARED '", b->gid, "'",
+	           (char *)NULL);
 	b->job.queries = &b->queries[0];
 	b->queries[0] = (PgQuery){.sql = b->op_sql};
 	b->job.nqueries = 1;
@@ -879,10 +902,13 @@ static void on_finish_job(PgJob *job, PgConn *conn, PgJobStatus st)
 		return;
 	}
 	ExecStatusType rs = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
-	char sqlstate[6];
+	char sqlstate[6] = "";
 	/* Copied: the result is freed just below. */
-	snprintf(sqlstate, sizeof(sqlstate), "%s", pg_sqlstate(r));
-	pg_result_message(r, msg, sizeof(msg));
+	msg[0] = '\0';
+	if (rs != PGRES_COMMAND_OK) {
+		strlcpy_s(sqlstate, pg_sqlstate(r), sizeof(sqlstate));
+		pg_result_message(r, msg, sizeof(msg));
+	}
 	pgjob_clear_results(job);
 	pool_release(b->pool, conn);
 

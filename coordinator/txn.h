@@ -120,8 +120,9 @@ struct Branch {
 	/* Where phase 1's answers are in job.results (SIZE_MAX: not sent). */
 	size_t q_stmt0, q_xid, q_prepare;
 	char op_sql[GID_OURS_MAX + 24]; /* PREPARE TRANSACTION / COMMIT or ROLLBACK PREPARED '<gid>' */
-	char tparams[2][24];
+	char tparams[2][24];            /* the session settings, when phase 1 sets them */
 	const char *tparam_ptrs[2];
+	int64_t session_lock_ms; /* the lock_timeout phase 1 set (-1: it set nothing) */
 	bool op_active; /* waiting for a connection or running a job */
 
 	char *results;       /* phase 1: the JSON array [{"rows_affected": n, "rows": [...]}, ...] */

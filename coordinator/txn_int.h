@@ -23,6 +23,9 @@ void txn_maybe_finish(Txn *t);
 void txn_end(Txn *t);
 /* Runs the reply callback once. */
 void txn_reply(Txn *t);
+/* b's transaction committed or prepared on conn: the session settings its
+ * phase 1 made are now in effect there. */
+void branch_session_kept(Branch *b, PgConn *conn);
 
 /* txn_onephase.c */
 /* Phase 1 of a one-phase transaction answered with every statement and

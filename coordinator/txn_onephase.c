@@ -176,6 +176,8 @@ static void on_commit_job(PgJob *job, PgConn *conn, PgJobStatus st)
 	snprintf(tag, sizeof(tag), "%s", r ? PQcmdStatus(r) : "");
 	pg_result_message(r, msg, sizeof(msg));
 	pgjob_clear_results(job);
+	if (rs == PGRES_COMMAND_OK && strcmp(tag, "COMMIT") == 0)
+		branch_session_kept(b, conn);
 	pool_release(b->pool, conn);
 
 	if (rs == PGRES_COMMAND_OK && strcmp(tag, "COMMIT") == 0) {

@@ -116,6 +116,47 @@ bool write_all(int fd, const void *buf, size_t len)
 	return true;
 }
 
+size_t fmt_i64(char *buf, int64_t v)
+{
+	char tmp[24];
+	size_t n = 0, len = 0;
+	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+
+	do {
+		tmp[n++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u != 0);
+	if (v < 0)
+		buf[len++] = '-';
+	while (n > 0)
+		buf[len++] = tmp[--n];
+	buf[len] = '\0';
+	return len;
+}
+
+bool str_concat(char *buf, size_t len, ...)
+{
+	va_list ap;
+	const char *s;
+	size_t n = 0;
+	bool ok = true;
+
+	va_start(ap, len);
+	while ((s = va_arg(ap, const char *)) != NULL) {
+		size_t l = strlen(s);
+		if (n + l >= len) {
+			l = n < len ? len - 1 - n : 0;
+			ok = false;
+		}
+		memcpy(buf + n, s, l);
+		n += l;
+	}
+	va_end(ap);
+	if (len > 0)
+		buf[n] = '\0';
+	return ok;
+}
+
 void sb_append(StrBuf *b, const char *s, size_t n)
 {
 	if (b->len + n + 1 > b->cap) {

@@ -43,6 +43,12 @@ bool parse_i64(const char *s, int64_t min, int64_t max, int64_t *out) WARN_UNUSE
 /* Write all of buf to fd, retrying on EINTR and short writes. */
 bool write_all(int fd, const void *buf, size_t len) WARN_UNUSED;
 
+/* Decimal text of v into buf (at least 21 bytes); returns its length. */
+size_t fmt_i64(char *buf, int64_t v);
+/* Copies the strings (a NULL-terminated list) one after the other into
+ * buf; false (buf cut, still terminated) if they do not fit. */
+bool str_concat(char *buf, size_t len, ...) __attribute__((sentinel));
+
 /* A growing string (always NUL-terminated once anything was added). */
 typedef struct StrBuf {
 	char *p;

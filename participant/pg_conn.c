@@ -27,7 +27,7 @@ typedef enum StmtState {
 typedef struct StmtEntry {
 	uint64_t hash;
 	char *sql;
-	unsigned name; /* "twopc_<name>" once prepared */
+	char name[20]; /* "twopc_<n>" once prepared */
 	StmtState state;
 } StmtEntry;
 
@@ -320,7 +320,6 @@ static bool send_query(PgConn *c, uint32_t qi, const PgQuery *q)
 {
 	bool fresh = false;
 	int e = q->reuse ? stmt_lookup(c, q->sql, &fresh) : -1;
-	char name[24];
 
 	if (e < 0 || fresh || c->stmts[e].state == STMT_ROWS ||
 	    (c->stmts[e].state == STMT_SEEN && c->nprepared >= PGCONN_STMT_CACHE - 1)) {
@@ -335,19 +334,17 @@ static bool send_query(PgConn *c, uint32_t qi, const PgQuery *q)
 		/* Seen before: prepare it now, in this pipeline. Counted as
 		 * prepared from here on, so a second use in the same job does not
 		 * prepare it twice; its Parse's answer confirms or forgets it. */
-		c->stmts[e].name = ++c->next_name;
+		snprintf(c->stmts[e].name, sizeof(c->stmts[e].name), "twopc_%u", ++c->next_name);
 		c->stmts[e].state = STMT_PREPARED;
 		c->nprepared++;
 		counters.prepared++;
-		snprintf(name, sizeof(name), "twopc_%u", c->stmts[e].name);
 		add_slot(c, qi, e, QM_PREPARE);
-		if (PQsendPrepare(c->pq, name, q->sql, 0, NULL) != 1)
+		if (PQsendPrepare(c->pq, c->stmts[e].name, q->sql, 0, NULL) != 1)
 			return false;
 	}
-	snprintf(name, sizeof(name), "twopc_%u", c->stmts[e].name);
 	add_slot(c, qi, e, QM_EXECUTE);
 	counters.executed_prepared++;
-	return PQsendQueryPrepared(c->pq, name, q->nparams, q->params, NULL, NULL, 0) == 1;
+	return PQsendQueryPrepared(c->pq, c->stmts[e].name, q->nparams, q->params, NULL, NULL, 0) == 1;
 }
 
 static void connect_step(PgConn *c)

@@ -118,12 +118,10 @@ typedef struct PgConnCounters {
 } PgConnCounters;
 void pgconn_get_counters(PgConnCounters *out);
 
-/* Session settings the owner keeps on this connection (the branch
- * timeouts): whatever the owner last recorded as in effect, or false if
- * nothing is (new connection, or invalidated). */
+/* Session settings the owner keeps on this connection: what the owner last
+ * recorded as in effect (valid false on a new connection). */
 typedef struct PgConnSession {
 	bool valid;
-	int64_t statement_timeout_ms;
 	int64_t lock_timeout_ms;
 } PgConnSession;
 PgConnSession *pgconn_session(PgConn *conn);

@@ -33,12 +33,19 @@
  * is never prepared, so DDL under it cannot make PostgreSQL refuse a
  * cached plan; a prepared statement survives DDL that changes its table;
  * a statement that fails to parse fails the same way every time.
+ *
+ * The session settings (lock_timeout, client_connection_check_interval),
+ * set once per connection: a lock wait ends with 55P03 after
+ * lock_timeout_ms; a statement still running at the deadline gets 504 and
+ * its backend stops within a second, also with lock_timeout_ms = 0; a
+ * reloaded lock_timeout_ms reaches connections already open.
  */
 #include "netproxy.h"
 #include "tlfixture.h"
 
 #include <check.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -908,6 +915,95 @@ START_TEST(test_statement_cache)
 }
 END_TEST
 
+/* Backends on PART running a query that contains TEXT (not ours). */
+static int64_t running(const char *part, const char *text)
+{
+	char sql[256];
+
+	snprintf(sql, sizeof sql,
+	         "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND pid <> pg_backend_pid() AND "
+	         "query LIKE '%%%s%%'",
+	         text);
+	return scalar(part, sql);
+}
+
+/* Waits up to MS for no backend on PART to run TEXT; the time it took. */
+static int64_t wait_not_running(const char *part, const char *text, int ms)
+{
+	int64_t t0 = tl_now_ms();
+
+	while (running(part, text) > 0) {
+		ck_assert_msg(tl_now_ms() - t0 < ms, "%s still runs '%s' after %d ms", part, text, ms);
+		tl_sleep_ms(20);
+	}
+	return tl_now_ms() - t0;
+}
+
+START_TEST(test_session_settings)
+{
+	static const char *const kv[] = {"lock_timeout_ms", "300", "log_level", "info", NULL};
+	static const char sleeper[] = "{\"timeout_ms\":400,\"branches\":{\"bank_a\":[{\"sql\":\"SELECT pg_sleep(30)\"}],"
+	                              "\"bank_b\":[{\"sql\":\"SELECT 1\"}]}}";
+	static const char locked[] =
+	    "{\"timeout_ms\":3000,\"branches\":{\"bank_a\":[{\"sql\":\"UPDATE accounts SET balance = balance WHERE id = "
+	    "50\",\"expect_rows\":1}],\"bank_b\":[{\"sql\":\"SELECT 1\"}]}}";
+	char err[PT_ERR];
+	TlHttpResponse r;
+	PGconn *holder;
+	PGresult *res;
+	int64_t t0, took;
+
+	tl_fixture_start(&pt_fx, kv, NULL);
+	commit_n("{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT 1\"}],\"bank_b\":[{\"sql\":\"SELECT 2\"}]}}", 10);
+
+	/* Past the deadline: 504 at once, and the backend stops soon after. */
+	t0 = tl_now_ms();
+	post(NULL, sleeper, &r);
+	took = tl_now_ms() - t0;
+	expect_problem(&r, 504, "timeout");
+	tl_http_response_free(&r);
+	ck_assert_msg(took < 2000, "504 after %lld ms", (long long)took);
+	took = wait_not_running("bank_a", "pg_sleep(30)", 3000);
+	fprintf(stderr, "session_settings: pg_sleep ended %lld ms after the 504\n", (long long)took);
+
+	/* A row lock held elsewhere: lock_timeout (300 ms) ends the wait. */
+	holder = PQconnectdb(cluster("bank_a")->conninfo);
+	ck_assert_msg(PQstatus(holder) == CONNECTION_OK, "%s", PQerrorMessage(holder));
+	res = PQexec(holder, "BEGIN; SELECT * FROM accounts WHERE id = 50 FOR UPDATE");
+	ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+	PQclear(res);
+	t0 = tl_now_ms();
+	post(NULL, locked, &r);
+	took = tl_now_ms() - t0;
+	expect_problem(&r, 409, "statement-failed");
+	ck_assert_str_eq(tl_json_str(r.json, "sqlstate"), "55P03");
+	tl_http_response_free(&r);
+	ck_assert_msg(took >= 250 && took < 2500, "lock wait ended after %lld ms, want about 300", (long long)took);
+
+	/* Reloaded to 0 (none): the deadline ends the wait (504), and the
+	 * waiting backend goes away. Connections already open get it too. */
+	if (!tl_daemon_set(&pt_fx.daemon, "lock_timeout_ms", "0", err, sizeof err))
+		ck_abort_msg("%s", err);
+	ck_assert_int_eq(kill(pt_fx.daemon.pid, SIGHUP), 0);
+	t0 = tl_now_ms();
+	while (!daemon_log_has("reload: lock_timeout_ms 300 -> 0")) {
+		ck_assert_msg(tl_now_ms() - t0 < 10000, "no reload line in the daemon's log");
+		tl_sleep_ms(20);
+	}
+	t0 = tl_now_ms();
+	post(NULL, locked, &r);
+	took = tl_now_ms() - t0;
+	expect_problem(&r, 504, "timeout");
+	tl_http_response_free(&r);
+	ck_assert_msg(took >= 2900, "504 after %lld ms: lock_timeout still in force", (long long)took);
+	wait_not_running("bank_a", "id = 50", 3000);
+	PQfinish(holder);
+	commit_n(locked, 3);
+	wait_nothing_prepared("bank_a", 2000);
+	wait_nothing_prepared("bank_b", 2000);
+}
+END_TEST
+
 TL_FIXTURE_SETUP(pt_fx, one_phase_commit)
 TL_FIXTURE_SETUP(pt_fx, one_phase_aborts)
 TL_FIXTURE_SETUP(pt_fx, one_phase_lost_after_commit)
@@ -919,6 +1015,7 @@ TL_FIXTURE_SETUP(pt_fx, all_read_only)
 TL_FIXTURE_SETUP(pt_fx, select_for_update_writes)
 TL_FIXTURE_SETUP(pt_fx, read_only_crash)
 TL_FIXTURE_SETUP(pt_fx, statement_cache)
+TL_FIXTURE_SETUP(pt_fx, session_settings)
 TL_FIXTURE_SETUP(pt_fx, keyed_stays_two_phase)
 TL_FIXTURE_SETUP(pt_fx, keyed_read_only_slow_log)
 
@@ -937,6 +1034,7 @@ int main(void)
 	TL_FIXTURE_CASE(pt_fx, s, select_for_update_writes);
 	TL_FIXTURE_CASE(pt_fx, s, read_only_crash);
 	TL_FIXTURE_CASE(pt_fx, s, statement_cache);
+	TL_FIXTURE_CASE(pt_fx, s, session_settings);
 	TL_FIXTURE_CASE(pt_fx, s, keyed_stays_two_phase);
 	TL_FIXTURE_CASE(pt_fx, s, keyed_read_only_slow_log);
 	return tl_fixture_main(&pt_fx, s);
