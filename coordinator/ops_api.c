@@ -61,6 +61,9 @@ static void render_transactions(MetricsOut *o, const TxnMgrStats *ts)
 	metrics_histogram(o, "twopc_phase_duration_seconds", "phase=\"prepare\"", &ts->prepare);
 	metrics_histogram(o, "twopc_phase_duration_seconds", "phase=\"decide\"", &ts->decide);
 	metrics_histogram(o, "twopc_phase_duration_seconds", "phase=\"commit\"", &ts->commit);
+	metrics_family(o, "twopc_phase2_batch_size", "histogram",
+	               "COMMIT PREPAREDs sent together to one participant on one connection (phase 2 batching).");
+	metrics_histogram(o, "twopc_phase2_batch_size", NULL, &ts->phase2_batch);
 	metrics_family(o, "twopc_phase2_retries_total", "counter", "COMMIT/ROLLBACK PREPARED attempts retried.");
 	metrics_sample(o, "twopc_phase2_retries_total", NULL, (double)ts->phase2_retries);
 	metrics_family(o, "twopc_heuristic_hazards_total", "counter",

@@ -58,6 +58,7 @@ struct event_base;
 typedef struct Txn Txn;
 typedef struct TxnMgr TxnMgr;
 typedef struct Branch Branch;
+typedef struct Phase2Batch Phase2Batch;
 
 typedef enum TxnState {
 	TXN_PREPARING,  /* phase 1 under way on the branches */
@@ -130,6 +131,8 @@ struct Branch {
 	int attempts;
 	int64_t unknown_until_us; /* an UNKNOWN branch may still prepare until then */
 	int64_t op_started_us;    /* when the running COMMIT/ROLLBACK PREPARED was sent */
+	Phase2Batch *batch;       /* its COMMIT PREPARED runs in this batch (which owns the connection) */
+	bool p2_queued;           /* waiting, with its phase-1 connection, for this round's batch */
 	bool sent_unknown;        /* an earlier COMMIT/ROLLBACK PREPARED's outcome was lost */
 
 	/* From phase 1's SELECT txid_current_if_assigned(). */
@@ -208,6 +211,7 @@ typedef struct TxnMgrStats {
 	uint64_t paths[TXN_NPATHS];  /* finished transactions by path */
 	uint64_t read_only_branches; /* branches committed in phase 1 (no write) */
 	uint64_t phase2_retries;
+	Histogram phase2_batch; /* COMMIT PREPAREDs sent together on one connection */
 	uint64_t heuristic_hazards;
 	uint64_t aborts[ABORT_NREASONS];
 	Histogram total;   /* begin to end, every transaction (seconds) */

@@ -60,6 +60,7 @@ struct PgConn {
 	PgJob *job;
 	size_t cur;       /* index into slots of the result that comes next */
 	bool seen_result; /* cur's result arrived; its NULL terminator is next */
+	size_t syncs;     /* Syncs answered so far (sync_each jobs) */
 	WireSlot *slots;  /* what was sent, in order (a query may take two) */
 	size_t nslots, slots_cap;
 
@@ -414,6 +415,8 @@ static bool read_results(PgConn *c)
 		st = PQresultStatus(r);
 		if (st == PGRES_PIPELINE_SYNC) {
 			PQclear(r);
+			if (job->sync_each && ++c->syncs < job->nqueries)
+				continue; /* the next query's answers follow */
 			if (c->cur != c->nslots) {
 				become_broken(c, "protocol confusion: Sync before every result");
 				return true;
@@ -530,6 +533,7 @@ void pgconn_run(PgConn *c, PgJob *job)
 	c->cur = 0;
 	c->seen_result = false;
 	c->nslots = 0;
+	c->syncs = 0;
 
 	if (c->state != PGC_IDLE) {
 		snprintf(c->error, sizeof(c->error), "connection not ready");
@@ -540,6 +544,10 @@ void pgconn_run(PgConn *c, PgJob *job)
 	for (size_t i = 0; i < job->nqueries; i++) {
 		if (!send_query(c, (uint32_t)i, &job->queries[i])) {
 			set_error(c, "cannot send query");
+			goto fail;
+		}
+		if (job->sync_each && i + 1 < job->nqueries && !PQpipelineSync(c->pq)) {
+			set_error(c, "cannot send Sync");
 			goto fail;
 		}
 	}

@@ -74,6 +74,11 @@ struct PgJob {
 	size_t nqueries;
 	PgJobDoneFn done;
 	void *arg;
+	/* A Sync after every query, not one at the end: each query is its own
+	 * implicit transaction and an error skips nothing after it (phase 2's
+	 * batches of COMMIT PREPARED, which refuse to run in a transaction
+	 * block). Still one write and one round trip. */
+	bool sync_each;
 	/* Set by the driver: results[i] answers queries[i] (NULL if none came).
 	 * The callback owns them: pgjob_clear_results() frees them. */
 	PGresult **results;

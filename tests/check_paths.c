@@ -39,6 +39,12 @@
  * lock_timeout_ms; a statement still running at the deadline gets 504 and
  * its backend stops within a second, also with lock_timeout_ms = 0; a
  * reloaded lock_timeout_ms reaches connections already open.
+ *
+ * Phase 2 batched per participant: decisions made durable by one group
+ * commit (held back by a fault-point delay here) send their COMMIT
+ * PREPAREDs to each participant in one pipeline; with the backends
+ * running them terminated again and again, every transfer still commits
+ * exactly once and nothing stays prepared.
  */
 #include "netproxy.h"
 #include "tlfixture.h"
@@ -1004,6 +1010,152 @@ START_TEST(test_session_settings)
 }
 END_TEST
 
+/* Load for the batching test: each thread moves 1 from bank_a's account
+ * to bank_b's, N times. */
+#define P2_THREADS 12
+#define P2_EACH    15
+typedef struct P2Load {
+	pthread_t th;
+	int seed;
+	int ok, aborted, other; /* 200; 409/503/504 with outcome aborted; anything else */
+	char err[PT_ERR];
+} P2Load;
+
+static void *p2_load_main(void *arg)
+{
+	P2Load *l = arg;
+	unsigned seed = (unsigned)l->seed;
+
+	for (int i = 0; i < P2_EACH; i++) {
+		char body[512];
+		TlHttpResponse r;
+		/* Accounts of this thread's own (8 each): transfers on one id
+		 * from two threads could deadlock across the participants, which
+		 * only lock_timeout breaks, and that is not what is tested here. */
+		int id = 1 + (l->seed % 100) * 8 + (int)(rand_r(&seed) % 8);
+		snprintf(body, sizeof body,
+		         "{\"branches\":{\"bank_a\":[{\"sql\":\"UPDATE accounts SET balance = balance - 1 WHERE id = %d\","
+		         "\"expect_rows\":1}],\"bank_b\":[{\"sql\":\"UPDATE accounts SET balance = balance + 1 WHERE id = "
+		         "%d\",\"expect_rows\":1}]},\"timeout_ms\":20000}",
+		         id, id);
+		if (!tl_http_request_h(pt_fx.daemon.port, "POST", "/v1/transactions", NULL, body, 60000, &r, l->err,
+		                       sizeof l->err)) {
+			l->other++;
+			continue;
+		}
+		if (r.status == 200) {
+			l->ok++;
+		} else if ((r.status == 409 || r.status == 503 || r.status == 504) && r.json && tl_json_str(r.json, "outcome") &&
+		           strcmp(tl_json_str(r.json, "outcome"), "aborted") == 0) {
+			l->aborted++;
+			snprintf(l->err, sizeof l->err, "%d %s", r.status, r.body ? r.body : "");
+		} else {
+			l->other++;
+			snprintf(l->err, sizeof l->err, "%d %s", r.status, r.body ? r.body : "");
+		}
+		tl_http_response_free(&r);
+	}
+	return NULL;
+}
+
+typedef struct P2Killer {
+	pthread_t th;
+	volatile bool stop;
+	int killed;
+} P2Killer;
+
+/* Terminates every twopcd backend caught running COMMIT PREPARED. */
+static void *p2_killer_main(void *arg)
+{
+	P2Killer *k = arg;
+	char err[PT_ERR];
+	PGconn *c[2] = {tl_pg_connect(cluster("bank_a"), err, sizeof err),
+	                tl_pg_connect(cluster("bank_b"), err, sizeof err)};
+
+	while (!k->stop && c[0] != NULL && c[1] != NULL) {
+		for (int i = 0; i < 2; i++) {
+			PGresult *res = PQexec(c[i], "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM "
+			                             "pg_stat_activity WHERE application_name LIKE 'twopcd%' AND "
+			                             "query LIKE 'COMMIT PREPARED%' AND state = 'active'");
+			if (PQresultStatus(res) == PGRES_TUPLES_OK)
+				k->killed += atoi(PQgetvalue(res, 0, 0));
+			PQclear(res);
+		}
+		tl_sleep_ms(2);
+	}
+	PQfinish(c[0]);
+	PQfinish(c[1]);
+	return NULL;
+}
+
+/* Runs the load (and the killer if KILL); returns the 200s. Without the
+ * killer every transfer must commit; with it, a transfer may abort (the
+ * killer can hit a backend that has moved on to another transfer's phase
+ * 1: 503), but every answer must be a commit or a clean abort. */
+static int p2_run(bool kill, int *killed)
+{
+	P2Load load[P2_THREADS];
+	P2Killer k = {0};
+	int ok = 0, aborted = 0;
+
+	if (kill)
+		ck_assert(pthread_create(&k.th, NULL, p2_killer_main, &k) == 0);
+	for (int i = 0; i < P2_THREADS; i++) {
+		memset(&load[i], 0, sizeof load[i]);
+		load[i].seed = 1000 * (kill ? 2 : 1) + i; /* % 100: the thread's index */
+		ck_assert(pthread_create(&load[i].th, NULL, p2_load_main, &load[i]) == 0);
+	}
+	for (int i = 0; i < P2_THREADS; i++) {
+		ck_assert(pthread_join(load[i].th, NULL) == 0);
+		ck_assert_msg(load[i].other == 0, "thread %d: %d failed transfers: %s", i, load[i].other, load[i].err);
+		ck_assert_msg(kill || load[i].aborted == 0, "thread %d: %d aborted: %s", i, load[i].aborted, load[i].err);
+		ok += load[i].ok;
+		aborted += load[i].aborted;
+	}
+	if (kill) {
+		k.stop = true;
+		ck_assert(pthread_join(k.th, NULL) == 0);
+		*killed = k.killed;
+		fprintf(stderr, "phase2_batches: with the killer: %d committed, %d aborted\n", ok, aborted);
+	}
+	return ok;
+}
+
+START_TEST(test_phase2_batches)
+{
+	static const char *const kv[] = {"log_level", "info", "phase2_timeout_ms", "2000", NULL};
+	int64_t a0 = scalar("bank_a", "SELECT sum(balance) FROM accounts");
+	int64_t b0 = scalar("bank_b", "SELECT sum(balance) FROM accounts");
+	int ok, killed = 0;
+	double batches, singles;
+
+	/* Each group commit waits 30 ms: the decisions of many transfers
+	 * become durable together. */
+	tl_fixture_start(&pt_fx, kv, "after_log_write:delay=30");
+	ok = p2_run(false, NULL);
+	ck_assert_int_eq(ok, P2_THREADS * P2_EACH);
+	batches = metric("twopc_phase2_batch_size_count", "");
+	singles = metric("twopc_phase2_batch_size_bucket", "le=\"1\"");
+	ck_assert_msg(batches > 0 && singles < batches, "no batch of two or more: %g of %g sent alone", singles,
+	              batches);
+	ck_assert_msg(metric("twopc_phase2_batch_size_sum", "") == 2.0 * ok, "every branch once: sum %g, want %d",
+	              metric("twopc_phase2_batch_size_sum", ""), 2 * ok);
+	fprintf(stderr, "phase2_batches: %d transfers, %g batches (%g alone)\n", ok, batches, singles);
+
+	/* The same while COMMIT PREPARED's backends are killed. */
+	ok += p2_run(true, &killed);
+	fprintf(stderr, "phase2_batches: %d COMMIT PREPARED backends terminated\n", killed);
+	ck_assert_msg(killed > 0, "the killer never caught a COMMIT PREPARED");
+	ck_assert_msg(ok > P2_THREADS * P2_EACH, "nothing committed with the killer");
+	wait_nothing_prepared("bank_a", 20000);
+	wait_nothing_prepared("bank_b", 20000);
+	ck_assert_int_eq(scalar("bank_a", "SELECT sum(balance) FROM accounts"), a0 - ok);
+	ck_assert_int_eq(scalar("bank_b", "SELECT sum(balance) FROM accounts"), b0 + ok);
+	ck_assert(metric("twopc_heuristic_hazards_total", "") == 0);
+	ck_assert(metric("twopc_in_flight", "") == 0);
+}
+END_TEST
+
 TL_FIXTURE_SETUP(pt_fx, one_phase_commit)
 TL_FIXTURE_SETUP(pt_fx, one_phase_aborts)
 TL_FIXTURE_SETUP(pt_fx, one_phase_lost_after_commit)
@@ -1016,6 +1168,7 @@ TL_FIXTURE_SETUP(pt_fx, select_for_update_writes)
 TL_FIXTURE_SETUP(pt_fx, read_only_crash)
 TL_FIXTURE_SETUP(pt_fx, statement_cache)
 TL_FIXTURE_SETUP(pt_fx, session_settings)
+TL_FIXTURE_SETUP(pt_fx, phase2_batches)
 TL_FIXTURE_SETUP(pt_fx, keyed_stays_two_phase)
 TL_FIXTURE_SETUP(pt_fx, keyed_read_only_slow_log)
 
@@ -1035,6 +1188,7 @@ int main(void)
 	TL_FIXTURE_CASE(pt_fx, s, read_only_crash);
 	TL_FIXTURE_CASE(pt_fx, s, statement_cache);
 	TL_FIXTURE_CASE(pt_fx, s, session_settings);
+	TL_FIXTURE_CASE(pt_fx, s, phase2_batches);
 	TL_FIXTURE_CASE(pt_fx, s, keyed_stays_two_phase);
 	TL_FIXTURE_CASE(pt_fx, s, keyed_read_only_slow_log);
 	return tl_fixture_main(&pt_fx, s);
