@@ -41,6 +41,7 @@
 #include "log.h"
 
 #define HTTP_MAX_HEADERS   100
+#define HTTP_INLINE_HEADERS 12 /* a request's first headers need no allocation */
 #define TICK_MS            100
 #define DRAIN_MS           2000
 #define MAX_REJECTING      256  /* 503s being written at once; past it, plain close */
@@ -95,8 +96,9 @@ struct HttpRequest {
 	const char *method, *target;
 	char *path;
 	int minor; /* HTTP/1.minor */
-	HttpHeader hdr[HTTP_MAX_HEADERS];
-	size_t nhdr;
+	HttpHeader *hdr; /* hdr_inline until more are needed (at most HTTP_MAX_HEADERS) */
+	size_t nhdr, hdr_cap;
+	HttpHeader hdr_inline[HTTP_INLINE_HEADERS];
 	BodyMode body_mode;
 	int64_t content_length;
 	ChunkState chunk_state;
@@ -106,7 +108,7 @@ struct HttpRequest {
 	size_t body_len, body_cap;
 	bool keep_alive;
 	bool expect_continue;
-	struct evbuffer *out_headers;
+	struct evbuffer *out_headers; /* NULL until a handler adds a header */
 	char peer[64];
 };
 
@@ -184,7 +186,8 @@ static HttpRequest *req_new(HttpConn *c)
 	r->method = "";
 	r->target = "";
 	r->content_length = -1;
-	r->out_headers = evbuffer_new();
+	r->hdr = r->hdr_inline;
+	r->hdr_cap = HTTP_INLINE_HEADERS;
 	memcpy(r->peer, c->peer, sizeof(r->peer));
 	return r;
 }
@@ -196,7 +199,10 @@ static void req_free(HttpRequest *r)
 	free(r->head);
 	free(r->path);
 	free(r->body);
-	evbuffer_free(r->out_headers);
+	if (r->hdr != r->hdr_inline)
+		free(r->hdr);
+	if (r->out_headers)
+		evbuffer_free(r->out_headers);
 	free(r);
 }
 
@@ -353,6 +359,15 @@ static bool parse_header_line(HttpRequest *r, char *line, ParseError *e)
 	}
 	if (r->nhdr == HTTP_MAX_HEADERS)
 		return perr(e, 431, "headers-too-large", "more than 100 header fields", NULL);
+	if (r->nhdr == r->hdr_cap) {
+		size_t cap = r->hdr_cap * 2 < HTTP_MAX_HEADERS ? r->hdr_cap * 2 : HTTP_MAX_HEADERS;
+		HttpHeader *h = xmalloc(cap * sizeof(HttpHeader));
+		memcpy(h, r->hdr, r->nhdr * sizeof(HttpHeader));
+		if (r->hdr != r->hdr_inline)
+			free(r->hdr);
+		r->hdr = h;
+		r->hdr_cap = cap;
+	}
 	r->hdr[r->nhdr].name = line;
 	r->hdr[r->nhdr].value = v;
 	r->nhdr++;
@@ -562,6 +577,8 @@ static const char *http_date(HttpServer *srv)
 
 void http_response_header(HttpRequest *req, const char *name, const char *value)
 {
+	if (req->out_headers == NULL && (req->out_headers = evbuffer_new()) == NULL)
+		log_fatal("libevent: cannot allocate a buffer");
 	evbuffer_add_printf(req->out_headers, "%s: %s\r\n", name, value);
 }
 
@@ -577,10 +594,25 @@ void http_respond(HttpRequest *req, int status, const char *content_type, const 
 	}
 	out = bufferevent_get_output(c->bev);
 	closing = c->close_after || !req->keep_alive || c->peer_eof || c->rejecting;
-	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s", status,
-	                    http_reason_phrase(status), http_date(c->srv), content_type, len,
-	                    closing ? "Connection: close\r\n" : req->minor == 0 ? "Connection: keep-alive\r\n" : "");
-	evbuffer_add_buffer(out, req->out_headers);
+	{
+		/* The status line and headers without printf: every response. */
+		char head[512], num[24];
+		size_t n;
+		fmt_i64(num, status);
+		str_concat(head, sizeof(head), "HTTP/1.1 ", num, " ", http_reason_phrase(status), "\r\nDate: ",
+		           http_date(c->srv), "\r\nContent-Type: ", content_type, "\r\nContent-Length: ", (char *)NULL);
+		n = strlen(head);
+		n += fmt_i64(head + n, (int64_t)len);
+		evbuffer_add(out, head, n);
+		if (closing)
+			evbuffer_add(out, "\r\nConnection: close\r\n", sizeof("\r\nConnection: close\r\n") - 1);
+		else if (req->minor == 0)
+			evbuffer_add(out, "\r\nConnection: keep-alive\r\n", sizeof("\r\nConnection: keep-alive\r\n") - 1);
+		else
+			evbuffer_add(out, "\r\n", 2);
+	}
+	if (req->out_headers)
+		evbuffer_add_buffer(out, req->out_headers);
 	evbuffer_add(out, "\r\n", 2);
 	/* A HEAD and a 304 carry no body; their Content-Length is that of the
 	 * body a GET or a 200 would carry (RFC 9110, 8.6). */

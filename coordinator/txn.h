@@ -121,8 +121,16 @@ struct Branch {
 	/* Where phase 1's answers are in job.results (SIZE_MAX: not sent). */
 	size_t q_stmt0, q_xid, q_prepare;
 	char op_sql[GID_OURS_MAX + 24]; /* PREPARE TRANSACTION / COMMIT or ROLLBACK PREPARED '<gid>' */
-	char tparams[2][24];            /* the session settings, when phase 1 sets them */
-	const char *tparam_ptrs[2];
+	union {
+		struct { /* phase 1: the session settings, when it sets them */
+			char tparams[2][24];
+			const char *tparam_ptrs[2];
+		};
+		struct { /* one-phase, after phase 1: the outcome check (txid, backend pid, 32-bit xid) */
+			char check_params[3][24];
+			const char *check_ptrs[3];
+		};
+	};
 	int64_t session_lock_ms; /* the lock_timeout phase 1 set (-1: it set nothing) */
 	bool op_active; /* waiting for a connection or running a job */
 
@@ -145,8 +153,6 @@ struct Branch {
 	bool terminate;           /* the next outcome check also ends that backend */
 	bool terminate_failed;    /* ending it was refused: only look from now on */
 	PgConn *held_conn;        /* fault before_one_phase_commit:drop: a connection abandoned open */
-	char check_params[3][24]; /* outcome check: txid, backend pid, 32-bit xid */
-	const char *check_ptrs[3];
 };
 
 typedef void (*TxnReplyFn)(Txn *txn, void *arg);

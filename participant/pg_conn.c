@@ -138,7 +138,7 @@ static void become_broken(PgConn *c, const char *what)
 	disarm(c);
 	if (job != NULL) {
 		c->job = NULL;
-		snprintf(job->error, sizeof(job->error), "%s", c->error);
+		strlcpy_s(job->error, c->error, sizeof(job->error));
 		job->done(job, c, PGJOB_CONN_LOST);
 	} else if (was == PGC_CONNECTING || was == PGC_IDLE) {
 		if (c->cbs.broken)
@@ -518,7 +518,7 @@ static void on_defer(evutil_socket_t fd, short what, void *arg)
 	if (c->job != NULL) {
 		PgJob *job = c->job;
 		c->job = NULL;
-		snprintf(job->error, sizeof(job->error), "%s", c->error);
+		strlcpy_s(job->error, c->error, sizeof(job->error));
 		job->done(job, c, PGJOB_CONN_LOST);
 	}
 }

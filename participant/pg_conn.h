@@ -83,7 +83,7 @@ struct PgJob {
 	 * The callback owns them: pgjob_clear_results() frees them. */
 	PGresult **results;
 	size_t nresults;
-	char error[256]; /* why the connection was lost */
+	char error[160]; /* why the connection was lost (the first line of libpq's message) */
 	bool sent;       /* anything was handed to the connection (else: nothing reached the server) */
 };
 
