@@ -50,7 +50,9 @@ IdemStore *idem_new(int64_t ttl_ms, int64_t max_bytes)
 
 	s->ttl_ms = ttl_ms;
 	s->max_bytes = max_bytes;
-	s->nbuckets = 1024;
+	/* Small at start (most deployments send few keys or none); insert()
+	 * doubles it as keys come. */
+	s->nbuckets = 64;
 	s->buckets = xcalloc(s->nbuckets, sizeof(IdemEntry *));
 	return s;
 }

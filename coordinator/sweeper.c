@@ -25,7 +25,9 @@
 	"SELECT gid, owner, database, COALESCE(extract(epoch FROM now() - prepared), 0)::bigint, "                     \
 	"age(transaction)::bigint FROM pg_prepared_xacts WHERE database = current_database() ORDER BY prepared"
 /* Foreign prepared transactions are reported once each (then at debug):
- * a bounded memory of gid hashes. */
+ * a bounded memory of gid hashes, allocated when the first one is seen (32
+ * KiB that most coordinators never need; calloc would clear, and so make
+ * resident, all of it at start). */
 #define FOREIGN_MEMORY 4096
 
 typedef enum SweepStep {
@@ -87,7 +89,7 @@ struct Sweeper {
 	struct event *ev_watchdog; /* ends a sweep stuck on a silent participant */
 	struct event *ev_start;    /* starts a requested sweep from the loop */
 
-	uint64_t foreign_seen[FOREIGN_MEMORY];
+	uint64_t *foreign_seen;     /* FOREIGN_MEMORY hashes, or NULL until needed */
 	SweeperStats stats;
 	SweepPartReport *last;      /* the last finished sweep's reports */
 	int64_t *xid_warned_us;     /* per participant: last xmin-horizon warning */
@@ -111,6 +113,8 @@ static bool foreign_first_time(Sweeper *s, const char *gid)
 {
 	uint64_t h = hash_str(gid);
 	size_t slot = h % FOREIGN_MEMORY;
+	if (s->foreign_seen == NULL)
+		s->foreign_seen = xcalloc(FOREIGN_MEMORY, sizeof(uint64_t));
 	if (s->foreign_seen[slot] == h)
 		return false;
 	s->foreign_seen[slot] = h;
@@ -593,5 +597,6 @@ void sweeper_free(Sweeper *s)
 	event_free(s->ev_start);
 	free(s->last);
 	free(s->xid_warned_us);
+	free(s->foreign_seen);
 	free(s);
 }

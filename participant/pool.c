@@ -1,5 +1,8 @@
 /*
  * pool: connections to one participant, a FIFO of waiters, reconnection.
+ * Connections are opened as waiters need them (up to the pool's size) and
+ * then kept; only POOL_MIN_OPEN is opened at start and kept open while
+ * idle.
  *
  * Every connection is in exactly one place: the connecting list, the idle
  * list, lent out (busy), or being cleaned (ROLLBACK after a dirty release).
@@ -20,6 +23,12 @@
 
 #define CONNECT_TIMEOUT_US   (5 * 1000000LL)
 #define RECONNECT_BACKOFF_US (500 * 1000LL)
+/* Connections kept open while nothing waits: one, so that an idle pool
+ * still knows whether its participant is reachable (GET /healthz) and the
+ * first request finds a connection. More are opened as requests wait for
+ * one (dispatch), up to the pool's size: each open connection costs about
+ * 14 KiB here (libpq's buffers) and a backend on the participant. */
+#define POOL_MIN_OPEN 1
 
 struct Pool {
 	struct event_base *base;
@@ -41,6 +50,7 @@ struct Pool {
 
 	bool reachable;
 	int64_t last_fail_us;
+	int64_t connect_fail_us; /* when a connection attempt last failed */
 	char last_error[256];
 
 	struct event *ev_dispatch;
@@ -144,6 +154,7 @@ static void on_broken(PgConn *conn, void *arg)
 
 	if (list_remove(&p->connecting, conn)) {
 		p->nconnecting--;
+		p->connect_fail_us = now_mono_us();
 	} else if (list_remove(&p->idle, conn)) {
 		p->nidle--;
 	} else {
@@ -168,6 +179,7 @@ static bool start_connect(Pool *p)
 	PgConn *c = pgconn_start(p->base, p->conninfo, p->appname, p->name, &cbs, err, sizeof(err));
 	if (c == NULL) {
 		mark_failure(p, err);
+		p->connect_fail_us = p->last_fail_us;
 		if (p->nidle + p->nbusy + p->ncleaning == 0)
 			p->reachable = false; /* nothing open: probe with backoff from now on */
 		return false;
@@ -213,7 +225,8 @@ void pool_free(Pool *p)
 
 void pool_start(Pool *p)
 {
-	while (total(p) < p->size && start_connect(p))
+	int want = p->size < POOL_MIN_OPEN ? p->size : POOL_MIN_OPEN;
+	while (total(p) < want && start_connect(p))
 		;
 }
 
@@ -233,7 +246,12 @@ static void dispatch(Pool *p)
 	}
 	if (p->nwaiters == 0)
 		return;
-	bool backoff = !p->reachable && now_mono_us() - p->last_fail_us < RECONNECT_BACKOFF_US;
+	int64_t now = now_mono_us();
+	/* Unreachable: one probe at a time, after a pause (pool_tick). Reachable
+	 * but an attempt to open one more connection just failed (the
+	 * participant's max_connections, say): make do with the open ones for
+	 * a pause too, rather than retry at the speed of the refusals. */
+	bool backoff = now - (p->reachable ? p->connect_fail_us : p->last_fail_us) < RECONNECT_BACKOFF_US;
 	int want = p->nwaiters - p->nconnecting;
 	while (want-- > 0 && total(p) < p->size && !backoff && start_connect(p))
 		;
@@ -353,11 +371,12 @@ void pool_tick(Pool *p, int64_t now)
 			list_remove(&p->connecting, c);
 			p->nconnecting--;
 			mark_failure(p, "connection attempt timed out");
+			p->connect_fail_us = now;
 			pgconn_free(c);
 		}
 		c = next;
 	}
-	/* Keep the pool full; while down, one probe at a time after a pause. */
+	/* Keep POOL_MIN_OPEN open; while down, one probe at a time after a pause. */
 	if (p->reachable)
 		pool_start(p);
 	else if (p->nconnecting == 0 && now - p->last_fail_us >= RECONNECT_BACKOFF_US)

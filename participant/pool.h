@@ -1,9 +1,15 @@
 /*
- * pool: a fixed-size pool of PgConns to one participant. Requests beyond the
- * pool's size wait in a FIFO queue within their deadline rather than fail.
- * Connections are opened at start and reopened as they break; while the
- * participant is unreachable, waiters fail fast with the connection error
- * (HTTP 503) instead of queueing until their deadline.
+ * pool: a pool of at most `size` PgConns to one participant. Requests beyond
+ * the pool's size wait in a FIFO queue within their deadline rather than
+ * fail. One connection is opened at start and kept open (it tells whether
+ * the participant is reachable); more are opened while requests wait and
+ * none is idle, up to the size, and stay open once opened (as pgbouncer's
+ * server connections do, without its idle timeout). A connection that
+ * breaks is not replaced until it is needed. After a failed attempt to open
+ * one more connection (the participant's max_connections, say), the pool
+ * makes do with the open ones for half a second before it tries again.
+ * While the participant is unreachable, waiters fail fast with the
+ * connection error (HTTP 503) instead of queueing until their deadline.
  *
  * A connection released with a transaction still open (an error inside a
  * pipeline) is rolled back before anyone else gets it.
@@ -50,7 +56,8 @@ typedef struct PoolStats {
 Pool *pool_new(struct event_base *base, const char *name, const char *conninfo, const char *appname, int size);
 void pool_free(Pool *p);
 
-/* Opens connections up to the pool size (asynchronously). */
+/* Opens the connection kept open at idle (asynchronously); later ones open
+ * as waiters need them. */
 void pool_start(Pool *p);
 
 /* Queues w; w->fn runs later with a connection or a failure. */

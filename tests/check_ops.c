@@ -9,10 +9,17 @@
  * must explain a transaction from the log and from the participants;
  * GET /v1/recent-aborts must show why things aborted; and a prepared
  * transaction that holds back the xmin horizon must be warned about.
+ *
+ * The pools: one connection per participant at start, more only as
+ * requests wait for one (then kept), and when the participant refuses one
+ * more, a pause instead of a storm of attempts. Idle RSS after start stays
+ * within the 8 MiB target (plain builds only: the sanitizers' shadow memory
+ * is counted in RSS).
  */
 #include "tlfixture.h"
 
 #include <check.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,6 +121,83 @@ static const char *const xfer_dup =
 static const char *const xfer_guard =
 	"{\"branches\":{\"bank_a\":[{\"sql\":\"UPDATE accounts SET balance = balance - 1 WHERE id = 999\","
 	"\"expect_rows\":1}],\"bank_b\":[{\"sql\":\"UPDATE accounts SET balance = balance + 1 WHERE id = 1\"}]}}";
+
+/* The "open" count of PART's pool in GET /healthz. */
+static int64_t pool_open(const char *part)
+{
+	TlHttpResponse r;
+	json_t *p;
+	int64_t open = -1;
+
+	get("/healthz", &r);
+	p = json_object_get(json_object_get(r.json, "participants"), part);
+	ck_assert_msg(p != NULL && tl_json_i64(p, "open", &open), "GET /healthz: %s", r.body);
+	tl_http_response_free(&r);
+	return open;
+}
+
+/* Waits up to 10 s for PART's pool to have exactly N connections open. */
+static void wait_pool_open(const char *part, int64_t n)
+{
+	int64_t open = -1;
+
+	for (int i = 0; i < 200 && (open = pool_open(part)) != n; i++)
+		tl_sleep_ms(50);
+	ck_assert_msg(open == n, "%s: %lld connections open in the pool, expected %lld", part, (long long)open,
+		      (long long)n);
+}
+
+typedef struct Poster {
+	pthread_t th;
+	const char *body;
+	int status;
+} Poster;
+
+static void *poster_main(void *arg)
+{
+	Poster *p = arg;
+	p->status = post_txn(p->body);
+	return NULL;
+}
+
+/* POSTs BODY from N threads at once; their statuses in STATUS. */
+static void post_parallel(const char *body, int n, int *status)
+{
+	Poster ps[8];
+
+	ck_assert(n <= 8);
+	for (int i = 0; i < n; i++) {
+		ps[i].body = body;
+		ps[i].status = 0;
+		ck_assert(pthread_create(&ps[i].th, NULL, poster_main, &ps[i]) == 0);
+	}
+	for (int i = 0; i < n; i++) {
+		ck_assert(pthread_join(ps[i].th, NULL) == 0);
+		status[i] = ps[i].status;
+	}
+}
+
+/* Lines of PART's server log that hold NEEDLE. */
+static int server_log_count(const char *part, const char *needle)
+{
+	char path[TL_PATH_MAX + 16], line[4096];
+	FILE *f;
+	int n = 0;
+
+	snprintf(path, sizeof path, "%s/server.log", tl_env_cluster(&op_fx.env, part)->dir);
+	f = fopen(path, "r");
+	ck_assert_msg(f != NULL, "%s: cannot open", path);
+	while (fgets(line, sizeof line, f) != NULL)
+		n += strstr(line, needle) != NULL;
+	fclose(f);
+	return n;
+}
+
+/* A transaction whose bank_a branch holds its connection for 0.3 s; it
+ * writes nothing, so that many of them can run at once without waiting for
+ * each other's row locks. */
+static const char *const xfer_slow =
+	"{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT pg_sleep(0.3)\"}],\"bank_b\":[{\"sql\":\"SELECT 1\"}]}}";
 
 /* ------------------------------------------------------------------ tests */
 
@@ -294,11 +378,138 @@ START_TEST(test_in_doubt_and_explain)
 }
 END_TEST
 
+/* A sanitizer build: its shadow memory and quarantine are part of RSS. */
+#if defined(__SANITIZE_ADDRESS__)
+#define OP_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define OP_SANITIZED 1
+#endif
+#endif
+
+/* Idle: one connection per pool, and VmRSS within the 8 MiB target
+ * (docs/PERFORMANCE.md, "Idle memory"): 7.4-7.6 MiB here on Debian 12, of
+ * which 6.3-6.4 MiB file-backed (mostly the libraries libpq pulls in). Not
+ * a timing: every start touches the same pages, within about 0.2 MiB. */
+START_TEST(test_idle_memory)
+{
+	char path[64], line[256];
+	long rss = -1, anon = -1, file = -1, max_kib = 8192;
+	const char *max = getenv("TWOPC_IDLE_RSS_MAX_KIB");
+	FILE *f;
+
+	start_with(NULL);
+	wait_pool_open("bank_a", 1);
+	wait_pool_open("bank_b", 1);
+#ifdef OP_SANITIZED
+	printf("check_ops: idle RSS not checked in a sanitizer build\n");
+	return;
+#endif
+	/* What would change the daemon's pages rather than measure them: an
+	 * allocator that fills memory, a preloaded library. */
+	if (getenv("MALLOC_PERTURB_") != NULL || getenv("LD_PRELOAD") != NULL) {
+		printf("check_ops: idle RSS not checked: MALLOC_PERTURB_ or LD_PRELOAD is set\n");
+		return;
+	}
+	if (max != NULL)
+		max_kib = strtol(max, NULL, 10);
+	snprintf(path, sizeof path, "/proc/%d/status", (int)op_fx.daemon.pid);
+	f = fopen(path, "r");
+	ck_assert_msg(f != NULL, "%s: cannot open", path);
+	while (fgets(line, sizeof line, f) != NULL) {
+		sscanf(line, "VmRSS: %ld", &rss);
+		sscanf(line, "RssAnon: %ld", &anon);
+		sscanf(line, "RssFile: %ld", &file);
+	}
+	fclose(f);
+	printf("check_ops: idle RSS %ld KiB (anonymous %ld, file-backed %ld), bound %ld KiB\n", rss, anon, file,
+	       max_kib);
+	ck_assert_msg(rss > 0 && rss <= max_kib,
+		      "twopcd's idle RSS is %ld KiB (anonymous %ld KiB: heap, stacks, relocated library data; "
+		      "file-backed %ld KiB: the binary and shared libraries), above the bound of %ld KiB (the 8 MiB "
+		      "target; TWOPC_IDLE_RSS_MAX_KIB=N sets another where the libraries differ). docs/PERFORMANCE.md, "
+		      "\"Idle memory\", says where it goes; /proc/PID/smaps shows it per mapping",
+		      rss, anon, file, max_kib);
+}
+END_TEST
+
+/* Runs SQL on PART's database postgres; false (and says why) if it failed. */
+static bool admin_exec(const char *part, const char *sql)
+{
+	char conninfo[TL_PATH_MAX + 32];
+	PGconn *c;
+	PGresult *res;
+	bool ok;
+
+	snprintf(conninfo, sizeof conninfo, "%s dbname=postgres", tl_env_cluster(&op_fx.env, part)->conninfo);
+	c = PQconnectdb(conninfo);
+	res = PQexec(c, sql);
+	ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+	if (!ok)
+		fprintf(stderr, "check_ops: %s: %s: %s", part, sql, PQerrorMessage(c));
+	PQclear(res);
+	PQfinish(c);
+	return ok;
+}
+
+/* The pools open connections as requests wait for one, keep them, and
+ * pause after the participant refuses one. */
+START_TEST(test_pool_opens_as_needed)
+{
+	static const char *const refused = "is not currently accepting connections";
+	int status[8], n, before, attempts;
+	int64_t t0, ms, open;
+	bool disabled, enabled;
+
+	start_with(NULL);
+	wait_pool_open("bank_a", 1);
+	wait_pool_open("bank_b", 1);
+
+	/* Four at once: the pool grows (to 4 at most), and keeps what it opened. */
+	post_parallel(xfer_slow, 4, status);
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(status[i], 200);
+	open = pool_open("bank_a");
+	ck_assert_msg(open >= 2 && open <= 4, "bank_a: %lld open after 4 requests at once", (long long)open);
+	tl_sleep_ms(500);
+	ck_assert_int_eq(pool_open("bank_a"), open);
+
+	/* bank_a accepts no new connection (those open stay; the database is
+	 * changed from another one: PostgreSQL refuses to do it from itself).
+	 * Of OPEN + 4 requests at once, 4 wait for a connection, the pool's
+	 * attempts to open more are refused, and after a refusal it makes do
+	 * with the open ones for half a second before it tries again.
+	 * Everything commits. The database is open again before any check. */
+	n = (int)open + 4;
+	before = server_log_count("bank_a", refused);
+	disabled = admin_exec("bank_a", "ALTER DATABASE bank ALLOW_CONNECTIONS false");
+	t0 = tl_now_ms();
+	post_parallel(xfer_slow, n, status);
+	ms = tl_now_ms() - t0;
+	enabled = admin_exec("bank_a", "ALTER DATABASE bank ALLOW_CONNECTIONS true");
+	ck_assert_msg(disabled && enabled, "ALTER DATABASE bank ALLOW_CONNECTIONS failed (stderr has why)");
+	for (int i = 0; i < n; i++)
+		ck_assert_msg(status[i] == 200, "request %d: %d", i, status[i]);
+	attempts = server_log_count("bank_a", refused) - before;
+	printf("check_ops: %d requests, %lld connections open, %d refused attempts to open more, %lld ms\n", n,
+	       (long long)open, attempts, (long long)ms);
+	ck_assert_msg(attempts >= 1, "the pool never tried to grow (%lld open, %lld ms)", (long long)open,
+		      (long long)ms);
+	/* Without the pause: an attempt every few milliseconds all that time. */
+	ck_assert_msg(attempts <= 4 + 3 * (ms / 1000 + 1),
+		      "%d refused connection attempts in %lld ms: the pool retries without pausing", attempts,
+		      (long long)ms);
+	ck_assert_int_eq(pool_open("bank_a"), open);
+}
+END_TEST
+
 /* ------------------------------------------------------------- fixtures */
 
 TL_FIXTURE_GLUE(op_fx)
 TL_FIXTURE_SETUP(op_fx, metrics)
 TL_FIXTURE_SETUP(op_fx, in_doubt_and_explain)
+TL_FIXTURE_SETUP(op_fx, idle_memory)
+TL_FIXTURE_SETUP(op_fx, pool_opens_as_needed)
 
 int main(void)
 {
@@ -306,5 +517,7 @@ int main(void)
 
 	TL_FIXTURE_CASE(op_fx, s, metrics);
 	TL_FIXTURE_CASE(op_fx, s, in_doubt_and_explain);
+	TL_FIXTURE_CASE(op_fx, s, idle_memory);
+	TL_FIXTURE_CASE(op_fx, s, pool_opens_as_needed);
 	return tl_fixture_main(&op_fx, s);
 }
