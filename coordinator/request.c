@@ -1,7 +1,13 @@
 /*
  * request: JSON body -> TxnRequest, with precise rejections.
+ *
+ * request_parse tries request_fast.c first, a single pass that takes the
+ * common valid body and nothing else; everything it leaves (every invalid
+ * body among it) comes here, to jansson, whose tree lets a rejection name
+ * the field at fault. The statement filter (request_refusal) serves both.
  */
 #include "request.h"
+#include "request_int.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -116,6 +122,13 @@ static void first_keyword(const char *sql, char *kw, size_t kwlen, const char **
 		*after = p;
 }
 
+/* kw is word. The first letters first: every request's statements pass
+ * through here, and most match none of the words. */
+static inline bool kw_is(const char *kw, const char *word)
+{
+	return kw[0] == word[0] && strcmp(kw, word) == 0;
+}
+
 /* Why a statement cannot run in a branch, or NULL. By its first keywords:
  * - transaction control would end or nest our transaction block (a COMMIT
  *   inside a branch would commit it outside two-phase commit);
@@ -124,7 +137,7 @@ static void first_keyword(const char *sql, char *kw, size_t kwlen, const char **
  *   clients' transactions (SET ROLE: their branches would even belong to
  *   another role, which COMMIT PREPARED may then not be allowed to finish);
  * - COPY has no place in a pipeline of bound statements. */
-static const char *refused_statement(const char *sql)
+const char *request_refusal(const char *sql)
 {
 	static const char *const txn_control[] = {"BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT"};
 	static const char *const session[] = {"RESET", "DEALLOCATE", "DISCARD", "LISTEN", "UNLISTEN"};
@@ -132,34 +145,66 @@ static const char *refused_statement(const char *sql)
 	const char *rest;
 
 	first_keyword(sql, kw, sizeof(kw), &rest);
-	first_keyword(rest, kw2, sizeof(kw2), NULL);
 	for (size_t i = 0; i < ARRAY_LEN(txn_control); i++) {
-		if (strcmp(kw, txn_control[i]) == 0)
+		if (kw_is(kw, txn_control[i]))
 			return "transaction control (BEGIN, COMMIT, ROLLBACK, PREPARE TRANSACTION, ...) is not "
 			       "allowed: "
 			       "twopcd runs each branch in its own transaction";
 	}
-	if (strcmp(kw, "PREPARE") == 0)
+	if (kw_is(kw, "PREPARE")) {
+		first_keyword(rest, kw2, sizeof(kw2), NULL);
 		return strcmp(kw2, "TRANSACTION") == 0
 		           ? "transaction control (BEGIN, COMMIT, ROLLBACK, PREPARE TRANSACTION, ...) is not "
 		             "allowed: twopcd runs each branch in its own transaction"
 		           : "PREPARE of a named statement would outlive the branch on a pooled connection; bind "
 		             "parameters with params instead";
-	if (strcmp(kw, "SET") == 0 && strcmp(kw2, "LOCAL") != 0)
-		return "SET without LOCAL would outlive the branch on a pooled connection: use SET LOCAL";
+	}
+	if (kw_is(kw, "SET")) {
+		first_keyword(rest, kw2, sizeof(kw2), NULL);
+		if (strcmp(kw2, "LOCAL") != 0)
+			return "SET without LOCAL would outlive the branch on a pooled connection: use SET LOCAL";
+	}
 	for (size_t i = 0; i < ARRAY_LEN(session); i++) {
-		if (strcmp(kw, session[i]) == 0)
+		if (kw_is(kw, session[i]))
 			return "session-level statements (RESET, DEALLOCATE, DISCARD, LISTEN, UNLISTEN) are not "
 			       "allowed: "
 			       "they would outlive the branch on a pooled connection";
 	}
-	if (strcmp(kw, "COPY") == 0)
+	if (kw_is(kw, "COPY"))
 		return "COPY is not supported: use INSERT ... SELECT or bound statements";
 	return NULL;
 }
 
+/* Where the walk is, for the field a rejection names
+ * ("branches.bank_a[2].params[0]"); formatted only when rejecting. */
+typedef struct FieldAt {
+	const char *top;    /* a top-level key; NULL: none ("") */
+	const char *branch; /* the participant key under branches; NULL: none */
+	size_t stmt;        /* with branch: the statement's index ... */
+	bool in_stmt;       /* ... if set */
+	const char *key;    /* with in_stmt: one of the statement's keys, or NULL */
+	int param;          /* with key: the index in params, or -1 */
+} FieldAt;
+
+static void field_format(const FieldAt *at, char *buf, size_t len)
+{
+	if (at->branch == NULL)
+		snprintf(buf, len, "%s", at->top ? at->top : "");
+	else if (!at->in_stmt)
+		snprintf(buf, len, "branches.%s", at->branch);
+	else if (at->key == NULL)
+		snprintf(buf, len, "branches.%s[%zu]", at->branch, at->stmt);
+	else if (at->param < 0)
+		snprintf(buf, len, "branches.%s[%zu].%s", at->branch, at->stmt, at->key);
+	else
+		snprintf(buf, len, "branches.%s[%zu].%s[%d]", at->branch, at->stmt, at->key, at->param);
+}
+
+/* fbuf: the field cut to 255 bytes, then to fieldlen, as it always was. */
 #define REJECT(...)                                                                                                    \
 	do {                                                                                                           \
+		char fbuf[256];                                                                                        \
+		field_format(&at, fbuf, sizeof(fbuf));                                                                 \
 		snprintf(field, fieldlen, "%s", fbuf);                                                                 \
 		errf(err, errlen, __VA_ARGS__);                                                                        \
 		goto fail;                                                                                             \
@@ -168,20 +213,29 @@ static const char *refused_statement(const char *sql)
 bool request_parse(const char *body, size_t len, const Config *cfg, TxnRequest *req, char *field, size_t fieldlen,
                    char *err, size_t errlen)
 {
+	if (request_parse_fast(body, len, cfg, req)) {
+		if (field && fieldlen)
+			field[0] = '\0';
+		return true;
+	}
+	return request_parse_json(body, len, cfg, req, field, fieldlen, err, errlen);
+}
+
+bool request_parse_json(const char *body, size_t len, const Config *cfg, TxnRequest *req, char *field, size_t fieldlen,
+                        char *err, size_t errlen)
+{
 	json_error_t jerr;
 	json_t *root, *branches, *v;
 	const char *key;
-	char fbuf[256] = "";
+	FieldAt at = {.param = -1};
 	size_t bi = 0;
 
 	memset(req, 0, sizeof(*req));
 	if (field && fieldlen)
 		field[0] = '\0';
 	root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
-	if (root == NULL) {
-		snprintf(fbuf, sizeof(fbuf), "%s", "");
+	if (root == NULL)
 		REJECT("malformed JSON at line %d, column %d: %s", jerr.line, jerr.column, jerr.text);
-	}
 	req->json = root;
 	if (!json_is_object(root))
 		REJECT("the body must be a JSON object");
@@ -189,7 +243,7 @@ bool request_parse(const char *body, size_t len, const Config *cfg, TxnRequest *
 	json_object_foreach(root, key, v)
 	{
 		if (strcmp(key, "branches") != 0 && strcmp(key, "timeout_ms") != 0) {
-			snprintf(fbuf, sizeof(fbuf), "%s", key);
+			at.top = key;
 			REJECT("unknown field '%s' (expected branches and optionally timeout_ms)", key);
 		}
 	}
@@ -197,7 +251,7 @@ bool request_parse(const char *body, size_t len, const Config *cfg, TxnRequest *
 	req->timeout_ms = cfg->default_timeout_ms;
 	v = json_object_get(root, "timeout_ms");
 	if (v != NULL) {
-		snprintf(fbuf, sizeof(fbuf), "timeout_ms");
+		at.top = "timeout_ms";
 		if (!json_is_integer(v) || json_integer_value(v) < 1)
 			REJECT("timeout_ms must be a positive integer (milliseconds)");
 		if (json_integer_value(v) > cfg->max_timeout_ms)
@@ -207,7 +261,7 @@ bool request_parse(const char *body, size_t len, const Config *cfg, TxnRequest *
 	}
 
 	branches = json_object_get(root, "branches");
-	snprintf(fbuf, sizeof(fbuf), "branches");
+	at.top = "branches";
 	if (branches == NULL)
 		REJECT("branches is required: an object mapping participant names to statement lists");
 	if (!json_is_object(branches))
@@ -222,7 +276,8 @@ bool request_parse(const char *body, size_t len, const Config *cfg, TxnRequest *
 	json_object_foreach(branches, key, v)
 	{
 		ReqBranch *b = &req->branches[bi];
-		snprintf(fbuf, sizeof(fbuf), "branches.%s", key);
+		at.branch = key;
+		at.in_stmt = false;
 		b->participant = config_find_participant(cfg, key);
 		if (b->participant == NULL)
 			REJECT("unknown participant '%s'", key);
@@ -242,18 +297,20 @@ bool request_parse(const char *body, size_t len, const Config *cfg, TxnRequest *
 			ReqStatement *s = &b->stmts[si];
 			const char *sk;
 
-			snprintf(fbuf, sizeof(fbuf), "branches.%s[%zu]", key, si);
+			at.stmt = si;
+			at.in_stmt = true;
+			at.key = NULL;
 			if (!json_is_object(st))
 				REJECT("a statement must be an object with sql, params and expect_rows");
 			json_object_foreach(st, sk, sv)
 			{
 				if (strcmp(sk, "sql") && strcmp(sk, "params") && strcmp(sk, "expect_rows")) {
-					snprintf(fbuf, sizeof(fbuf), "branches.%s[%zu].%s", key, si, sk);
+					at.key = sk;
 					REJECT("unknown field '%s' (expected sql, params, expect_rows)", sk);
 				}
 			}
 			sql = json_object_get(st, "sql");
-			snprintf(fbuf, sizeof(fbuf), "branches.%s[%zu].sql", key, si);
+			at.key = "sql";
 			if (sql == NULL)
 				REJECT("sql is required");
 			if (!json_is_string(sql))
@@ -263,14 +320,14 @@ bool request_parse(const char *body, size_t len, const Config *cfg, TxnRequest *
 			if (strlen(json_string_value(sql)) != json_string_length(sql))
 				REJECT("sql contains a NUL character");
 			s->sql = json_string_value(sql);
-			const char *refusal = refused_statement(s->sql);
+			const char *refusal = request_refusal(s->sql);
 			if (refusal != NULL)
 				REJECT("%s", refusal);
 
 			s->expect_rows = -1;
 			er = json_object_get(st, "expect_rows");
 			if (er != NULL) {
-				snprintf(fbuf, sizeof(fbuf), "branches.%s[%zu].expect_rows", key, si);
+				at.key = "expect_rows";
 				if (!json_is_integer(er) || json_integer_value(er) < 0)
 					REJECT("expect_rows must be a non-negative integer");
 				s->expect_rows = json_integer_value(er);
@@ -278,7 +335,7 @@ bool request_parse(const char *body, size_t len, const Config *cfg, TxnRequest *
 
 			params = json_object_get(st, "params");
 			if (params != NULL) {
-				snprintf(fbuf, sizeof(fbuf), "branches.%s[%zu].params", key, si);
+				at.key = "params";
 				if (!json_is_array(params))
 					REJECT("params must be an array");
 				if ((int64_t)json_array_size(params) > cfg->max_params)
@@ -287,10 +344,11 @@ bool request_parse(const char *body, size_t len, const Config *cfg, TxnRequest *
 				s->nparams = (int)json_array_size(params);
 				s->params = xcalloc(s->nparams ? (size_t)s->nparams : 1, sizeof(char *));
 				for (int pi = 0; pi < s->nparams; pi++) {
-					snprintf(fbuf, sizeof(fbuf), "branches.%s[%zu].params[%d]", key, si, pi);
-					if (!param_text(req, json_array_get(params, (size_t)pi), &s->params[pi]))
+					if (!param_text(req, json_array_get(params, (size_t)pi), &s->params[pi])) {
+						at.param = pi;
 						REJECT("cannot be bound: strings may not contain NUL, numbers must be "
 						       "finite");
+					}
 				}
 			}
 		}
@@ -303,12 +361,17 @@ fail:
 
 void request_free(TxnRequest *req)
 {
-	for (size_t i = 0; i < req->nbranches; i++) {
-		for (size_t s = 0; s < req->branches[i].nstmts; s++)
-			free(req->branches[i].stmts[s].params);
-		free(req->branches[i].stmts);
+	/* The fast path's request is one block: branches, statements,
+	 * parameter lists and texts all point into it. */
+	if (req->arena == NULL) {
+		for (size_t i = 0; i < req->nbranches; i++) {
+			for (size_t s = 0; s < req->branches[i].nstmts; s++)
+				free(req->branches[i].stmts[s].params);
+			free(req->branches[i].stmts);
+		}
+		free(req->branches);
 	}
-	free(req->branches);
+	free(req->arena);
 	for (size_t i = 0; i < req->nowned; i++)
 		free(req->owned[i]);
 	free(req->owned);

@@ -35,14 +35,22 @@ typedef struct TxnRequest {
 	ReqBranch *branches;
 	size_t nbranches;
 	int64_t timeout_ms;
+	/* Parsed by the fast path (request_fast.c): one block holding the
+	 * branches, statements, parameter lists and texts; json and owned
+	 * are then unused. */
+	void *arena;
+	/* Parsed by jansson (request.c): */
 	void *json;   /* the parsed document: owns the SQL and string params */
 	char **owned; /* parameter texts we formatted */
 	size_t nowned;
 } TxnRequest;
 
-/* Parses body. On failure returns false with field (may be "") and err. */
+/* Parses body: the common valid body in one pass without jansson, anything
+ * else (every invalid body among it) with jansson, which names the field at
+ * fault. On failure returns false with field (may be "") and err. */
 bool request_parse(const char *body, size_t len, const Config *cfg, TxnRequest *out, char *field, size_t fieldlen,
                    char *err, size_t errlen) WARN_UNUSED;
+/* Frees what req holds and empties it; idempotent. */
 void request_free(TxnRequest *req);
 
 #endif

@@ -11,6 +11,13 @@
  * rejection, and the transaction-control filter against the way
  * PostgreSQL's own lexer reads comments. Every TxnRequest is freed, so the
  * file runs clean under ASan/LSan and valgrind.
+ *
+ * request_parse has two paths (see coordinator/request_fast.c): a single
+ * pass for the common valid body, and jansson for everything else. The
+ * "fast" tests check which path a body takes (request_parse_fast alone,
+ * and TxnRequest.arena after request_parse), that the fast path's request
+ * is the jansson path's field for field (request_same), and that every
+ * body it leaves, valid or not, gets exactly the jansson path's verdict.
  */
 #include <check.h>
 #include <stdio.h>
@@ -18,6 +25,8 @@
 #include <string.h>
 
 #include "request.h"
+#include "request_int.h"
+#include "request_same.h"
 
 static Config cfg;
 
@@ -578,6 +587,518 @@ START_TEST(test_parse_free_cycles)
 }
 END_TEST
 
+/* ---- the fast path (coordinator/request_fast.c) -------------------------------- */
+
+/* bench/transfer.lua's body: the request twopcd sees most. */
+#define TRANSFER_BODY                                                                                                  \
+	"{\"branches\":{\"bank_a\":[{\"sql\":\"UPDATE accounts SET balance = balance - $1 WHERE id = $2\","            \
+	"\"params\":[1,1234],\"expect_rows\":1}],\"bank_b\":[{\"sql\":\"UPDATE accounts SET balance = balance + $1 "   \
+	"WHERE id = $2\",\"params\":[1,5678],\"expect_rows\":1}]},\"timeout_ms\":5000}"
+
+/* body must take the fast path, alone and through request_parse, and give
+ * the jansson path's request field for field. */
+static void expect_fast_len(const char *body, size_t len)
+{
+	TxnRequest fast, slow, req;
+	char field[256] = "", err[512] = "", why[512] = "";
+
+	ck_assert_msg(request_parse_fast(body, len, &cfg, &fast), "the fast path declined: %.300s", body);
+	ck_assert_ptr_nonnull(fast.arena);
+	ck_assert_ptr_null(fast.json);
+	ck_assert_ptr_null(fast.owned);
+	ck_assert_msg(request_parse_json(body, len, &cfg, &slow, field, sizeof(field), err, sizeof(err)),
+	              "the fast path took what the jansson path rejects (field \"%s\": %s): %.300s", field, err, body);
+	ck_assert_msg(request_same(&fast, &slow, why, sizeof(why)), "fast vs jansson: %s: %.300s", why, body);
+
+	memset(field, 'X', sizeof(field));
+	ck_assert(request_parse(body, len, &cfg, &req, field, sizeof(field), err, sizeof(err)));
+	ck_assert_str_eq(field, "");
+	ck_assert_msg(req.arena != NULL && req.json == NULL, "request_parse did not take the fast path: %.300s", body);
+	ck_assert_msg(request_same(&req, &slow, why, sizeof(why)), "request_parse vs jansson: %s: %.300s", why, body);
+
+	request_free(&fast);
+	ck_assert_ptr_null(fast.arena);
+	ck_assert_ptr_null(fast.branches);
+	request_free(&fast); /* idempotent */
+	request_free(&slow);
+	request_free(&req);
+}
+
+static void expect_fast(const char *body)
+{
+	expect_fast_len(body, strlen(body));
+}
+
+/* request_parse gives body exactly the jansson path's verdict: the same
+ * request, or the same field and message. Returns whether the fast path
+ * took it (then its request must be the jansson path's). */
+static bool expect_consistent_len(const char *body, size_t len)
+{
+	TxnRequest fast, slow, req;
+	char sfield[256] = "", serr[512] = "", field[256] = "", err[512] = "", why[512] = "";
+	bool fast_ok, slow_ok, ok;
+
+	fast_ok = request_parse_fast(body, len, &cfg, &fast);
+	slow_ok = request_parse_json(body, len, &cfg, &slow, sfield, sizeof(sfield), serr, sizeof(serr));
+	ok = request_parse(body, len, &cfg, &req, field, sizeof(field), err, sizeof(err));
+	if (fast_ok) {
+		ck_assert_msg(slow_ok, "the fast path took what the jansson path rejects (field \"%s\": %s): %.*s",
+		              sfield, serr, (int)len, body);
+		ck_assert_msg(request_same(&fast, &slow, why, sizeof(why)), "fast vs jansson: %s: %.*s", why, (int)len,
+		              body);
+	} else {
+		ck_assert_ptr_null(fast.arena);
+		ck_assert_ptr_null(fast.branches);
+		ck_assert_uint_eq(fast.nbranches, 0);
+	}
+	ck_assert_msg(ok == slow_ok, "request_parse %s, the jansson path %s: %.*s", ok ? "accepts" : "rejects",
+	              slow_ok ? "accepts" : "rejects", (int)len, body);
+	if (ok) {
+		ck_assert_msg((req.arena != NULL) == fast_ok, "request_parse took the other path: %.*s", (int)len,
+		              body);
+		ck_assert_msg(request_same(&req, &slow, why, sizeof(why)), "request_parse vs jansson: %s: %.*s", why,
+		              (int)len, body);
+	} else {
+		ck_assert_str_eq(field, sfield);
+		ck_assert_str_eq(err, serr);
+		ck_assert_ptr_null(req.branches);
+		ck_assert_ptr_null(req.arena);
+	}
+	request_free(&fast);
+	request_free(&slow);
+	request_free(&req);
+	return fast_ok;
+}
+
+/* body must be left to the jansson path, which accepts it (want_ok) or
+ * rejects it; request_parse must say exactly what the jansson path says. */
+static void expect_declined_len(const char *body, size_t len, bool want_ok)
+{
+	TxnRequest slow;
+	char field[256] = "", err[512] = "";
+	bool ok;
+
+	ck_assert_msg(!expect_consistent_len(body, len), "the fast path took: %.*s", (int)len, body);
+	ok = request_parse_json(body, len, &cfg, &slow, field, sizeof(field), err, sizeof(err));
+	ck_assert_msg(ok == want_ok, "the jansson path %s it (field \"%s\": %s): %.*s", ok ? "accepts" : "rejects",
+	              field, err, (int)len, body);
+	request_free(&slow);
+}
+
+static void expect_declined(const char *body, bool want_ok)
+{
+	expect_declined_len(body, strlen(body), want_ok);
+}
+
+/* A one-statement body for bank_a with these params (JSON text). */
+static void one_params(char *buf, size_t len, const char *params_json)
+{
+	snprintf(buf, len, "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT $1\",\"params\":%s}]}}", params_json);
+}
+
+START_TEST(test_fast_transfer)
+{
+	TxnRequest req;
+	char field[8], err[64];
+
+	expect_fast(TRANSFER_BODY);
+	ck_assert(
+	    request_parse(TRANSFER_BODY, strlen(TRANSFER_BODY), &cfg, &req, field, sizeof(field), err, sizeof(err)));
+	ck_assert_ptr_nonnull(req.arena);
+	ck_assert_int_eq(req.timeout_ms, 5000);
+	ck_assert_uint_eq(req.nbranches, 2);
+	ck_assert_str_eq(req.branches[0].participant->name, "bank_a");
+	ck_assert_str_eq(req.branches[1].participant->name, "bank_b");
+	ck_assert_uint_eq(req.branches[1].nstmts, 1);
+	ReqStatement *s = &req.branches[1].stmts[0];
+	ck_assert_str_eq(s->sql, "UPDATE accounts SET balance = balance + $1 WHERE id = $2");
+	ck_assert_int_eq(s->nparams, 2);
+	ck_assert_str_eq(s->params[0], "1");
+	ck_assert_str_eq(s->params[1], "5678");
+	ck_assert_int_eq(s->expect_rows, 1);
+	request_free(&req);
+	ck_assert_ptr_null(req.arena);
+	request_free(&req);
+}
+END_TEST
+
+/* Valid bodies of every shape the fast path knows. */
+START_TEST(test_fast_shapes)
+{
+	static const char *const bodies[] = {
+	    /* Pretty-printed, every kind of JSON whitespace everywhere. */
+	    "\n\t {\n\t\"branches\" : {\r\n  \"bank_a\" : [ { \"sql\" : \"SELECT $1, $2, $3\" , \"params\" : [ 1 , "
+	    "\"x\" , null ] , \"expect_rows\" : 0 }\n ]\n }\n,\n \"timeout_ms\" : 60000 \n}\n\t \r",
+	    /* timeout_ms first, absent; no params (a NULL list), [] and [ ]. */
+	    "{\"timeout_ms\":1,\"branches\":{\"bank_a\":[{\"sql\":\"SELECT 1\"}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT 1\"}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT 1\",\"params\":[]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT 1\",\"params\":[ ]}]}}",
+	    /* A statement's keys in any order. */
+	    "{\"branches\":{\"bank_b\":[{\"expect_rows\":3,\"params\":[7],\"sql\":\"DELETE FROM t WHERE k = $1\"}]}}",
+	    /* Three branches (max_branches), out of order, several statements. */
+	    "{\"branches\":{\"bank_c\":[{\"sql\":\"SELECT 3\"}],\"bank_a\":[{\"sql\":\"SELECT 1\"}],"
+	    "\"bank_b\":[{\"sql\":\"SELECT 2\"},{\"sql\":\"SELECT 22\",\"params\":[]},{\"sql\":\"SELECT $1\","
+	    "\"params\":[\"z\"]}]}}",
+	    /* Every parameter type it binds. */
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT 1\",\"params\":[null,true,false,0,-0,-7,"
+	    "123456789012345678,-123456789012345678,999999999999999999,\"\",\"s\"]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT 1\",\"expect_rows\":999999999999999999}]}}",
+	    /* Statements that look like refused ones but are not. */
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SET LOCAL statement_timeout = 1000\"},{\"sql\":\"SELECT 'COMMIT'\"},"
+	    "{\"sql\":\"-- COMMIT\\nSELECT 1\"},{\"sql\":\"committed_rows\"}]}}",
+	    /* Strings: every escape, \u with and without surrogates, raw UTF-8. */
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT \\\"q\\\" \\\\ \\/ \\b\\f\\n\\r\\t\","
+	    "\"params\":[\"caf\\u00e9 \\u20AC \\ud83d\\ude00 \\uDBFF\\uDFFF \\u0001 \\u007f\","
+	    "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xef\xbf\xbf \xf4\x8f\xbf\xbf\", \"\x7f\"]}]}}",
+	};
+	for (size_t i = 0; i < ARRAY_LEN(bodies); i++)
+		expect_fast(bodies[i]);
+}
+END_TEST
+
+/* What the escapes and UTF-8 become, byte for byte. */
+START_TEST(test_fast_strings)
+{
+	static const struct {
+		const char *json, *want;
+	} cases[] = {
+	    {"\\\"q\\\" \\\\ \\/ \\b\\f\\n\\r\\t", "\"q\" \\ / \b\f\n\r\t"},
+	    {"caf\\u00e9", "caf\xc3\xa9"},
+	    {"\\u20AC\\u20ac", "\xe2\x82\xac\xe2\x82\xac"},
+	    {"\\ud83d\\ude00", "\xf0\x9f\x98\x80"},
+	    {"\\u0041\\u007f\\u0080\\u07ff\\u0800\\uffff", "A\x7f\xc2\x80\xdf\xbf\xe0\xa0\x80\xef\xbf\xbf"},
+	    {"\\u0001", "\x01"},
+	    {"caf\xc3\xa9 \xf0\x9f\x98\x80", "caf\xc3\xa9 \xf0\x9f\x98\x80"},
+	    {"", ""},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		char body[256], list[128];
+		TxnRequest req;
+
+		snprintf(list, sizeof(list), "[\"%s\"]", cases[i].json);
+		one_params(body, sizeof(body), list);
+		expect_fast(body);
+		ck_assert(request_parse_fast(body, strlen(body), &cfg, &req));
+		ck_assert_msg(strcmp(req.branches[0].stmts[0].params[0], cases[i].want) == 0, "\"%s\" became \"%s\"",
+		              cases[i].json, req.branches[0].stmts[0].params[0]);
+		request_free(&req);
+	}
+}
+END_TEST
+
+/* Up to the limits of the config: fast; one past them: left to jansson,
+ * which says which limit. */
+START_TEST(test_fast_limits)
+{
+	char *b;
+
+	b = big_body(50, 0);
+	expect_fast(b);
+	free(b);
+	b = big_body(1, 20);
+	expect_fast(b);
+	free(b);
+	b = big_body(51, 0);
+	expect_declined(b, false);
+	free(b);
+	b = big_body(1, 21);
+	expect_declined(b, false);
+	free(b);
+	expect_fast("{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT 1\"}],\"bank_b\":[{\"sql\":\"SELECT 1\"}],"
+	            "\"bank_c\":[{\"sql\":\"SELECT 1\"}]}}");
+	expect_declined("{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT 1\"}],\"bank_b\":[{\"sql\":\"SELECT 1\"}],"
+	                "\"bank_c\":[{\"sql\":\"SELECT 1\"}],\"bank_d\":[{\"sql\":\"SELECT 1\"}]}}",
+	                false);
+	expect_fast("{\"timeout_ms\":60000,\"branches\":{\"bank_a\":[{\"sql\":\"x\"}]}}");
+	expect_declined("{\"timeout_ms\":60001,\"branches\":{\"bank_a\":[{\"sql\":\"x\"}]}}", false);
+
+	/* Bodies over 64 KiB go to jansson (request_fast.c's FAST_MAX_BODY). */
+	static const char head[] = "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT 1 -- ", tail[] = "\"}]}}";
+	size_t sizes[] = {64 * 1024, 64 * 1024 + 1};
+	for (size_t i = 0; i < ARRAY_LEN(sizes); i++) {
+		size_t fill = sizes[i] - strlen(head) - strlen(tail);
+		b = malloc(sizes[i] + 1);
+		ck_assert_ptr_nonnull(b);
+		memcpy(b, head, strlen(head));
+		memset(b + strlen(head), ',', fill);
+		strcpy(b + strlen(head) + fill, tail);
+		ck_assert_uint_eq(strlen(b), sizes[i]);
+		if (i == 0)
+			expect_fast(b);
+		else
+			expect_declined(b, true);
+		free(b);
+	}
+}
+END_TEST
+
+/* Valid bodies the fast path leaves to jansson. */
+START_TEST(test_fast_declines_valid)
+{
+	static const char *const params[] = {
+	    "[1.5]",
+	    "[1e5]",
+	    "[1E5]",
+	    "[-0.0]",
+	    "[0.1e-2]",
+	    "[{\"a\":1}]",
+	    "[[1]]",
+	    "[1,[]]",
+	    "[1234567890123456789]",
+	    "[-1234567890123456789]",
+	    "[9223372036854775807]",
+	};
+	for (size_t i = 0; i < ARRAY_LEN(params); i++) {
+		char body[256];
+		one_params(body, sizeof(body), params[i]);
+		expect_declined(body, true);
+	}
+	/* Keys with escapes: jansson reads them as the plain names. */
+	expect_declined("{\"bran\\u0063hes\":{\"bank_a\":[{\"sql\":\"SELECT 1\"}]}}", true);
+	expect_declined("{\"branches\":{\"bank\\u005fa\":[{\"s\\u0071l\":\"SELECT 1\"}]}}", true);
+	expect_declined("{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"expect_rows\":1234567890123456789}]}}", true);
+}
+END_TEST
+
+/* Invalid bodies: the fast path never takes them, and request_parse
+ * rejects them with the jansson path's field and message. */
+START_TEST(test_fast_declines_invalid)
+{
+	static const char *const bodies[] = {
+	    /* Duplicate keys, at every level. */
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\"}]},\"branches\":{\"bank_b\":[{\"sql\":\"y\"}]}}",
+	    "{\"timeout_ms\":1,\"timeout_ms\":2,\"branches\":{\"bank_a\":[{\"sql\":\"x\"}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\"}]},\"timeout_ms\":1,\"timeout_ms\":1}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\"}],\"bank_a\":[{\"sql\":\"y\"}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\"}],\"bank_b\":[{\"sql\":\"x\"}],\"bank_a\":[{\"sql\":\"y\"}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"sql\":\"COMMIT\"}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"sql\":\"y\"}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"params\":[1],\"params\":[2]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"expect_rows\":1,\"expect_rows\":1}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\"}]},\"bran\\u0063hes\":{\"bank_b\":[{\"sql\":\"y\"}]}}",
+	    /* Trailing bytes; trailing commas; missing separators. */
+	    TRANSFER_BODY "x",
+	    TRANSFER_BODY "}",
+	    TRANSFER_BODY ",",
+	    TRANSFER_BODY " {}",
+	    TRANSFER_BODY "\n\t x",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\"}]},}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\"}],}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\"},]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\",}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"params\":[1,]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"params\":[,1]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"params\":[1 2]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\" \"params\":[1]}]}}",
+	    "{\"branches\" {\"bank_a\":[{\"sql\":\"x\"}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\"}]}",
+	    /* Raw control characters in strings. */
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT\n1\"}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT\t1\"}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT\x01 1\"}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT 1\",\"params\":[\"a\x1f\"]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT 1\",\"params\":[\"a\r\"]}]}}",
+	    /* Numbers JSON does not have, or jansson refuses. */
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"params\":[01]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"params\":[-01]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"params\":[00]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"params\":[-]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"params\":[-a]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"params\":[--1]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"params\":[+1]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"params\":[.5]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"params\":[1.]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"params\":[1e]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"params\":[1x]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"params\":[0x10]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"params\":[123456789012345678901234]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"params\":[-9223372036854775809]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"params\":[1e999]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"params\":[NaN]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"params\":[-Infinity]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"expect_rows\":1e5}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"expect_rows\":-1}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"expect_rows\":01}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"expect_rows\":null}]}}",
+	    "{\"timeout_ms\":-0,\"branches\":{\"bank_a\":[{\"sql\":\"x\"}]}}",
+	    "{\"timeout_ms\":0,\"branches\":{\"bank_a\":[{\"sql\":\"x\"}]}}",
+	    "{\"timeout_ms\":1e3,\"branches\":{\"bank_a\":[{\"sql\":\"x\"}]}}",
+	    "{\"timeout_ms\":\"100\",\"branches\":{\"bank_a\":[{\"sql\":\"x\"}]}}",
+	    "{\"timeout_ms\":99999999999999999999,\"branches\":{\"bank_a\":[{\"sql\":\"x\"}]}}",
+	    /* Literals, almost. */
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"params\":[tru]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"params\":[nul]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"params\":[nulll]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"params\":[falsey]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"params\":[True]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"params\":[true1]}]}}",
+	    /* Unknown keys and participants. */
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\"}]},\"extra\":1}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"param\":[]}]}}",
+	    "{\"branches\":{\"bank_z\":[{\"sql\":\"x\"}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\"}],\"BANK_B\":[{\"sql\":\"x\"}]}}",
+	    "{\"branches\":{\"bank_a \":[{\"sql\":\"x\"}]}}",
+	    "{\"branches\":{\"bank_\":[{\"sql\":\"x\"}]}}",
+	    "{\"branches\":{\"\":[{\"sql\":\"x\"}]}}",
+	    "{\"\":1,\"branches\":{\"bank_a\":[{\"sql\":\"x\"}]}}",
+	    /* Structure. */
+	    "",
+	    "  ",
+	    "[]",
+	    "\"x\"",
+	    "{}",
+	    "{\"branches\":{}}",
+	    "{\"branches\":[]}",
+	    "{\"branches\":null}",
+	    "{\"branches\":{\"bank_a\":[]}}",
+	    "{\"branches\":{\"bank_a\":{}}}",
+	    "{\"branches\":{\"bank_a\":[{}]}}",
+	    "{\"branches\":{\"bank_a\":[null]}}",
+	    "{\"branches\":{\"bank_a\":[{\"params\":[1]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"\"}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":1}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":null}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"params\":{}}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"params\":\"1\"}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\",\"params\":null}]}}",
+	    "{'branches':{\"bank_a\":[{\"sql\":\"x\"}]}}",
+	    "{branches:{\"bank_a\":[{\"sql\":\"x\"}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":'x'}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"x\"}]} /* c */}",
+	    /* Whitespace JSON does not have: \v, \f, NBSP, a BOM. */
+	    "{\v\"branches\":{\"bank_a\":[{\"sql\":\"x\"}]}}",
+	    "{\f\"branches\":{\"bank_a\":[{\"sql\":\"x\"}]}}",
+	    "{\xc2\xa0\"branches\":{\"bank_a\":[{\"sql\":\"x\"}]}}",
+	    "\xef\xbb\xbf{\"branches\":{\"bank_a\":[{\"sql\":\"x\"}]}}",
+	    /* Refused statements. */
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"COMMIT\"}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT 1\"},{\"sql\":\"  commit;\"}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT 1\"}],\"bank_b\":[{\"sql\":\"-- x\\rROLLBACK\"}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"PREPARE TRANSACTION 'x'\"}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"PREPARE foo AS SELECT 1\"}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SET search_path = evil\"}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"DISCARD ALL\"}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"COPY t TO STDOUT\"}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"\\u0043OMMIT\"}]}}",
+	    /* \u0000 and other escapes jansson refuses. */
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT 1\\u0000; COMMIT\"}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT $1\",\"params\":[\"a\\u0000b\"]}]}}",
+	    "{\"branches\":{\"bank_a\\u0000\":[{\"sql\":\"SELECT 1\"}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT $1\",\"params\":[\"\\ud800\"]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT $1\",\"params\":[\"\\ud800x\"]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT $1\",\"params\":[\"\\ud800\\u0041\"]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT $1\",\"params\":[\"\\ud800\\ud800\"]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT $1\",\"params\":[\"\\ud800\\\\\"]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT $1\",\"params\":[\"\\udc00\"]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT $1\",\"params\":[\"\\uDFFF\\uDC00\"]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT $1\",\"params\":[\"\\u12G4\"]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT $1\",\"params\":[\"\\u12\"]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT $1\",\"params\":[\"\\U0041\"]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT $1\",\"params\":[\"\\x41\"]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT $1\",\"params\":[\"\\a\"]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT $1\",\"params\":[\"\\'\"]}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT $1\",\"params\":[\"\\\"]}]}}",
+	    /* Invalid UTF-8, in strings and out of them. */
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT \x80\"}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT \xc0\x80\"}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT \xc1\xbf\"}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT \xe0\x80\x80\"}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT \xe0\x9f\xbf\"}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT \xed\xa0\x80\"}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT \xed\xbf\xbf\"}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT \xf0\x8f\xbf\xbf\"}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT \xf4\x90\x80\x80\"}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT \xf5\x80\x80\x80\"}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT \xff\"}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT \xc3\"}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT \xe2\x82\"}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT \xc3\xc3\xa9\"}]}}",
+	    "{\"branches\":{\"bank_\xc3\xa9\":[{\"sql\":\"SELECT 1\"}]}}",
+	    "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT 1\"}]}}\xc3\xa9",
+	};
+	for (size_t i = 0; i < ARRAY_LEN(bodies); i++)
+		expect_declined(bodies[i], false);
+
+	/* NUL bytes: inside a string, between tokens, after the body. */
+	static const char nul_sql[] = "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT 1\0\"}]}}";
+	static const char nul_ws[] = "{\"branches\":\0{\"bank_a\":[{\"sql\":\"SELECT 1\"}]}}";
+	static const char nul_end[] = "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT 1\"}]}}\0";
+	static const char nul_first[] = "\0{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT 1\"}]}}";
+	expect_declined_len(nul_sql, sizeof(nul_sql) - 1, false);
+	expect_declined_len(nul_ws, sizeof(nul_ws) - 1, false);
+	expect_declined_len(nul_end, sizeof(nul_end) - 1, false);
+	expect_declined_len(nul_first, sizeof(nul_first) - 1, false);
+	/* The length is honoured: a valid prefix of a longer buffer is fast. */
+	static const char prefix[] = "{\"branches\":{\"bank_a\":[{\"sql\":\"x\"}]}}GARBAGE";
+	expect_fast_len(prefix, sizeof(prefix) - 1 - 7);
+}
+END_TEST
+
+/* Every cut, every deleted byte, every doubled byte and many replaced bytes
+ * of the typical body and of a pretty one with escapes: whatever the fast
+ * path makes of them, request_parse gives the jansson path's verdict. */
+START_TEST(test_fast_mutations)
+{
+	static const char pretty[] =
+	    "{ \"timeout_ms\" : 100,\n  \"branches\" : { \"bank_b\" : [ { \"sql\" : "
+	    "\"SELECT $1, $2, $3 -- \\u00e9\\n\", \"params\" : [ null, true, \"a\\\"b\", -0 ], "
+	    "\"expect_rows\" : 0 } ] }\n}";
+	static const unsigned char bytes[] = {'\0', ' ', '\t', '"', '\\', ',', ':', '{',  '}',  '[',  ']',  '0',
+	                                      '9',  '-', 'e',  '.', 'x',  'u', 'n', 0x7f, 0x80, 0xc3, 0xe2, '\n'};
+	const char *const bases[] = {TRANSFER_BODY, pretty};
+
+	for (size_t bi = 0; bi < ARRAY_LEN(bases); bi++) {
+		size_t len = strlen(bases[bi]);
+		char *buf = malloc(len + 2);
+		int fast = 0;
+
+		ck_assert_ptr_nonnull(buf);
+		ck_assert(expect_consistent_len(bases[bi], len));
+		for (size_t cut = 0; cut < len; cut++)
+			ck_assert_msg(!expect_consistent_len(bases[bi], cut), "the fast path took a cut body");
+		for (size_t i = 0; i < len; i++) {
+			/* Deleted. */
+			memcpy(buf, bases[bi], i);
+			memcpy(buf + i, bases[bi] + i + 1, len - i - 1);
+			fast += expect_consistent_len(buf, len - 1);
+			/* Doubled. */
+			memcpy(buf, bases[bi], i + 1);
+			memcpy(buf + i + 1, bases[bi] + i, len - i);
+			fast += expect_consistent_len(buf, len + 1);
+			/* Replaced. */
+			memcpy(buf, bases[bi], len);
+			for (size_t b = 0; b < ARRAY_LEN(bytes); b++) {
+				buf[i] = (char)bytes[b];
+				fast += expect_consistent_len(buf, len);
+			}
+		}
+		/* Some of them are still valid and fast (a changed digit or
+		 * letter); the check above held for those too. */
+		ck_assert_int_gt(fast, 0);
+		free(buf);
+	}
+}
+END_TEST
+
+/* The field names the place even when it is long: cut at 255 bytes. */
+START_TEST(test_reject_long_field)
+{
+	char name[301], body[512], want[256];
+
+	memset(name, 'q', 300);
+	name[300] = '\0';
+	snprintf(body, sizeof(body), "{\"branches\":{\"%s\":[{\"sql\":\"x\"}]}}", name);
+	memcpy(want, "branches.", 9);
+	memset(want + 9, 'q', sizeof(want) - 1 - 9);
+	want[sizeof(want) - 1] = '\0';
+	expect_reject(body, want, "unknown participant");
+	snprintf(body, sizeof(body), "{\"%s\":1}", name);
+	memset(want, 'q', sizeof(want) - 1);
+	expect_reject(body, want, "unknown field");
+}
+END_TEST
+
 static Suite *request_suite(void)
 {
 	Suite *s = suite_create("request");
@@ -600,6 +1121,7 @@ static Suite *request_suite(void)
 	tcase_add_test(tc, test_reject_nul);
 	tcase_add_test(tc, test_reject_huge_numbers);
 	tcase_add_test(tc, test_parse_free_cycles);
+	tcase_add_test(tc, test_reject_long_field);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("transaction_control");
@@ -608,6 +1130,17 @@ static Suite *request_suite(void)
 	tcase_add_test(tc, test_transaction_control_cr_comment);
 	tcase_add_test(tc, test_transaction_control_lookalikes_accepted);
 	tcase_add_test(tc, test_session_state_and_copy_rejected);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("fast");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_fast_transfer);
+	tcase_add_test(tc, test_fast_shapes);
+	tcase_add_test(tc, test_fast_strings);
+	tcase_add_test(tc, test_fast_limits);
+	tcase_add_test(tc, test_fast_declines_valid);
+	tcase_add_test(tc, test_fast_declines_invalid);
+	tcase_add_test(tc, test_fast_mutations);
 	suite_add_tcase(s, tc);
 	return s;
 }
