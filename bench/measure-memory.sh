@@ -8,7 +8,8 @@
 #   1. start twopcd; idle RSS = VmRSS from /proc/PID/status once /healthz
 #      answers (pools connected, nothing else done), and its split into
 #      RssAnon (heap, stacks) and RssFile (binary, shared libraries);
-#   2. warm-up: 200 transfers over 8 connections (curl), so that every
+#   2. warm-up: 200 transfers over 2 x pool_size connections (curl), so
+#      that every pool connection is open (pools open them on demand) and every
 #      lazily allocated buffer exists; then RSS_0;
 #   3. a separate session on bank_a locks every row of accounts (SELECT ...
 #      FOR UPDATE, then pg_sleep);
@@ -70,7 +71,7 @@ warm_up() {
         echo 'silent'
         echo "data = \"{\\\"branches\\\":{\\\"bank_a\\\":[{\\\"sql\\\":\\\"UPDATE accounts SET balance = balance - \$1 WHERE id = \$2\\\",\\\"params\\\":[1,$((RANDOM % accounts + 1))]}],\\\"bank_b\\\":[{\\\"sql\\\":\\\"UPDATE accounts SET balance = balance + \$1 WHERE id = \$2\\\",\\\"params\\\":[1,$((RANDOM % accounts + 1))]}]}}\""
     done >"$WORK/warm.cfg"
-    curl -K "$WORK/warm.cfg" --parallel --parallel-max 8 2>/dev/null || true
+    curl -K "$WORK/warm.cfg" --parallel --parallel-max $((2 * pool)) 2>/dev/null || true
 }
 
 LOCKER_PID=""
