@@ -64,6 +64,13 @@ bool participant_check(const ParticipantConfig *pc, char *info, size_t infolen, 
 		     mpt, PQhost(c), PQport(c), PQgetvalue(r, 0, 2));
 		goto done;
 	}
+	if (PQserverVersion(c) < 140000) {
+		/* client_connection_check_interval (twopcd ends a branch at its
+		 * deadline by closing the connection) and pipeline mode. */
+		errf(err, errlen, "PostgreSQL %s on %s:%s is too old: twopc needs 14 or later", PQgetvalue(r, 0, 1),
+		     PQhost(c), PQport(c));
+		goto done;
+	}
 	snprintf(info, infolen, "PostgreSQL %s at %s:%s, database %s as %s, max_prepared_transactions=%d",
 	         PQgetvalue(r, 0, 1), PQhost(c), PQport(c), PQgetvalue(r, 0, 2), PQgetvalue(r, 0, 3), mpt);
 	ok = true;
