@@ -66,6 +66,9 @@ static const KeyDef keys[] = {
      "the sweeper leaves prepared transactions younger than this alone", C(sweep_grace_ms)},
     {SEC_COORDINATOR, "phase2_timeout_ms", KT_INT, "10000", 100, 3600000,
      "an unanswered COMMIT/ROLLBACK PREPARED is abandoned and retried after this", C(phase2_timeout_ms)},
+    {SEC_COORDINATOR, "phase2_batch_max", KT_INT, "64", 1, 1024,
+     "most COMMIT PREPAREDs sent to one participant in one pipeline (1: each on its own connection)",
+     C(phase2_batch_max)},
     {SEC_COORDINATOR, "max_branches", KT_INT, "16", 1, MAX_PARTICIPANTS, "most branches in one transaction (400 past it)",
      C(max_branches)},
     {SEC_COORDINATOR, "max_statements", KT_INT, "100", 1, 100000, "most statements in one branch (400 past it)",
@@ -569,6 +572,7 @@ void config_redact_conninfo(const char *conninfo, char *buf, size_t len)
 static const char *const reloadable[] = {
     "log_level",      "log_format",        "auth_token_file", "sweep_interval_ms",        "sweep_grace_ms",
     "default_timeout_ms", "max_timeout_ms", "lock_timeout_ms", "max_in_flight",            "phase2_timeout_ms",
+    "phase2_batch_max",
     "prepared_xid_age_warning", "max_branches", "max_statements", "max_params",
 };
 

@@ -43,6 +43,7 @@ typedef struct Config {
 	int64_t sweep_interval_ms;  /* how often the sweeper runs */
 	int64_t sweep_grace_ms;     /* the sweeper leaves younger prepared transactions alone */
 	int64_t phase2_timeout_ms;  /* a COMMIT/ROLLBACK PREPARED unanswered this long is retried */
+	int64_t phase2_batch_max;   /* most COMMIT PREPAREDs in one phase-2 pipeline (1: no batching) */
 	int64_t max_branches;       /* branches (participants) per transaction */
 	int64_t max_statements;     /* statements per branch */
 	int64_t max_params;         /* parameters per statement */

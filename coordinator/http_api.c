@@ -151,7 +151,11 @@ static void reply_committed(HttpRequest *req, Txn *t)
 		send_text(req, 200, "application/json", xstrdup(t->idem_response));
 		return;
 	}
-	send_text(req, 200, "application/json", txn_result_text(t, txn_phase2_pending(t)));
+	{
+		char *text = txn_result_text(t, txn_phase2_pending(t), true);
+		http_respond(req, 200, "application/json", text, strlen(text));
+		free(text);
+	}
 }
 
 static void reply_aborted(HttpRequest *req, Txn *t)

@@ -666,7 +666,9 @@ static void on_phase1_job(PgJob *job, PgConn *conn, PgJobStatus st)
 			continue;
 		}
 		long long rows = result_row_count(r);
-		sb_printf(&res, "%s{\"rows_affected\":%lld", res.len > 1 ? "," : "", rows < 0 ? 0 : rows);
+		char num[24];
+		sb_puts(&res, res.len > 1 ? ",{\"rows_affected\":" : "{\"rows_affected\":");
+		sb_append(&res, num, fmt_i64(num, rows < 0 ? 0 : rows));
 		if (rs == PGRES_TUPLES_OK) {
 			/* Rows (RETURNING, SELECT) are rare on the hot path: jansson
 			 * types them (result_json.c). */
@@ -742,7 +744,7 @@ static void start_abort(Txn *t);
 
 /* Written straight as text: the branches' results are JSON text already
  * (phase 1), so nothing is parsed or re-serialised here. */
-char *txn_result_text(const Txn *t, bool phase2_pending)
+char *txn_result_text(const Txn *t, bool phase2_pending, bool newline)
 {
 	StrBuf sb = {0};
 
@@ -760,7 +762,7 @@ char *txn_result_text(const Txn *t, bool phase2_pending)
 	sb_puts(&sb, "}");
 	if (phase2_pending)
 		sb_puts(&sb, ",\"phase2\":\"pending\"");
-	sb_puts(&sb, "}");
+	sb_puts(&sb, newline ? "}\n" : "}");
 	return sb_take(&sb);
 }
 
@@ -769,7 +771,7 @@ char *txn_result_text(const Txn *t, bool phase2_pending)
  * stay small). */
 static void build_idem_response(Txn *t)
 {
-	char *text = txn_result_text(t, false);
+	char *text = txn_result_text(t, false, false);
 
 	if ((int64_t)strlen(text) > t->mgr->cfg->idempotency_max_response_bytes) {
 		StrBuf sb = {0};
@@ -812,9 +814,9 @@ static void phase1_branch_done(Branch *b)
 	txn_set_state(t, TXN_DECIDING);
 	t->logged = true;
 
-	DlogRecord rec = {.type = DLOG_COMMIT, .txn_id = t->id, .wall_ms = t->decided_wall_ms};
+	DlogBranchRef refs[MAX_PARTICIPANTS]; /* a participant appears once */
+	DlogRecord rec = {.type = DLOG_COMMIT, .txn_id = t->id, .wall_ms = t->decided_wall_ms, .branches = refs};
 	DlogIdem idem;
-	rec.branches = xcalloc(t->nbranches, sizeof(DlogBranchRef));
 	for (size_t i = 0; i < t->nbranches; i++) {
 		/* Read-only branches are nobody's business after a crash (either
 		 * outcome is the same), so the record leaves them out; but a keyed
@@ -842,7 +844,6 @@ static void phase1_branch_done(Branch *b)
 	}
 	/* The decision: committed once this record is on disk, not before. */
 	dlog_append_commit(t->mgr->dlog, &rec, on_commit_durable, t);
-	free(rec.branches);
 }
 
 /* ---- phase 2 and rollback ------------------------------------------------- */
@@ -1039,12 +1040,27 @@ static void phase2_send(TxnMgr *m, Phase2Queue *q)
 
 	for (size_t i = 0; i < q->n; i++)
 		q->v[i]->p2_queued = false;
-	hist_observe(&m->stats.phase2_batch, (double)q->n);
-	if (q->n == 1) {
-		branch_finish_op(q->v[0]); /* alone: on its own connection, as ever */
+	if (q->n == 0)
+		return;
+	if (q->n == 1 || m->cfg->phase2_batch_max <= 1) {
+		/* Alone (or batching off): each on its own connection, as ever. */
+		for (size_t i = 0; i < q->n; i++) {
+			hist_observe(&m->stats.phase2_batch, 1);
+			branch_finish_op(q->v[i]);
+		}
 		q->n = 0;
 		return;
 	}
+	if (q->n > (size_t)m->cfg->phase2_batch_max) {
+		/* Too many for one pipeline: the rest make the next batches. */
+		Phase2Queue part = {.v = q->v, .n = (size_t)m->cfg->phase2_batch_max};
+		Phase2Queue rest = {.v = q->v + part.n, .n = q->n - part.n};
+		phase2_send(m, &part);
+		phase2_send(m, &rest);
+		q->n = 0;
+		return;
+	}
+	hist_observe(&m->stats.phase2_batch, (double)q->n);
 	batch = xcalloc(1, sizeof(*batch) + q->n * (sizeof(Branch *) + sizeof(PgQuery)));
 	batch->branches = (Branch **)(batch + 1);
 	batch->queries = (PgQuery *)(batch->branches + q->n);

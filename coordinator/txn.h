@@ -252,9 +252,9 @@ void txnmgr_start(TxnMgr *m);
 Txn *txn_begin(TxnMgr *m, TxnRequest *req, IdemEntry *idem, TxnReplyFn reply, void *arg);
 
 /* The committed response, compact JSON: {"id", "outcome": "committed",
- * "branches"} and, if phase2_pending, "phase2": "pending"; the caller
- * frees it. */
-char *txn_result_text(const Txn *t, bool phase2_pending);
+ * "branches"} and, if phase2_pending, "phase2": "pending"; with newline,
+ * a '\n' after it (the HTTP body); the caller frees it. */
+char *txn_result_text(const Txn *t, bool phase2_pending, bool newline);
 /* Why it aborted ("" if it did not). */
 static inline const char *txn_message(const Txn *t)
 {
