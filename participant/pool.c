@@ -135,6 +135,15 @@ static void mark_failure(Pool *p, const char *why)
 	}
 }
 
+/* An established connection broke (its backend was terminated, the
+ * server restarted, a network blip): remembered, but no proof the
+ * participant is down; only a failed attempt to connect is (mark_failure).
+ * The next waiter opens a new connection. */
+static void note_broken(Pool *p, const char *why)
+{
+	snprintf(p->last_error, sizeof(p->last_error), "%s", why);
+}
+
 static void on_connected(PgConn *conn, void *arg)
 {
 	Pool *p = arg;
@@ -154,7 +163,11 @@ static void on_broken(PgConn *conn, void *arg)
 
 	if (list_remove(&p->connecting, conn)) {
 		p->nconnecting--;
-		p->connect_fail_us = now_mono_us();
+		mark_failure(p, pgconn_error(conn));
+		p->connect_fail_us = p->last_fail_us;
+		pgconn_free(conn);
+		dispatch(p);
+		return;
 	} else if (list_remove(&p->idle, conn)) {
 		p->nidle--;
 	} else {
@@ -162,10 +175,10 @@ static void on_broken(PgConn *conn, void *arg)
 		 * the borrower owns it and will find it broken when it next uses
 		 * it, then release it. Freeing it here would pull it from under
 		 * them. */
-		mark_failure(p, pgconn_error(conn));
+		note_broken(p, pgconn_error(conn));
 		return;
 	}
-	mark_failure(p, pgconn_error(conn));
+	note_broken(p, pgconn_error(conn));
 	pgconn_free(conn);
 	dispatch(p);
 }
@@ -320,7 +333,7 @@ void pool_release(Pool *p, PgConn *conn)
 {
 	p->nbusy--;
 	if (pgconn_state(conn) != PGC_IDLE) {
-		mark_failure(p, pgconn_error(conn));
+		note_broken(p, pgconn_error(conn));
 		pgconn_free(conn);
 		schedule_dispatch(p);
 		return;
