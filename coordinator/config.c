@@ -66,7 +66,7 @@ static const KeyDef keys[] = {
      "the sweeper leaves prepared transactions younger than this alone", C(sweep_grace_ms)},
     {SEC_COORDINATOR, "phase2_timeout_ms", KT_INT, "10000", 100, 3600000,
      "an unanswered COMMIT/ROLLBACK PREPARED is abandoned and retried after this", C(phase2_timeout_ms)},
-    {SEC_COORDINATOR, "phase2_batch_max", KT_INT, "64", 1, 1024,
+    {SEC_COORDINATOR, "phase2_batch_max", KT_INT, "4", 1, 1024,
      "most COMMIT PREPAREDs sent to one participant in one pipeline (1: each on its own connection)",
      C(phase2_batch_max)},
     {SEC_COORDINATOR, "max_branches", KT_INT, "16", 1, MAX_PARTICIPANTS, "most branches in one transaction (400 past it)",
