@@ -24,7 +24,11 @@
  * txn_onephase.c; it shares this state machine.
  *
  * One periodic timer (txnmgr tick) enforces deadlines, fires retries and
- * runs the pools' housekeeping; there is no timer per transaction.
+ * runs the pools' housekeeping; there is no timer per transaction. It walks
+ * the in-flight transactions only when something is due (the earliest
+ * deadline, retry or timeout, kept in next_walk_us by txnmgr_wake() and by
+ * each walk) and at least once a second: with 10,000 transactions in
+ * flight it no longer visits them all every 20 ms.
  */
 #include "txn.h"
 
@@ -48,6 +52,7 @@
  * may still complete: we keep checking for it that long. */
 #define UNKNOWN_GRACE_US (2 * 1000 * 1000LL)
 #define RECENT_OUTCOMES  65536
+#define WALK_MAX_US      (1000 * 1000LL) /* the longest between two walks */
 
 /* Phase 2 batched per participant: the COMMIT PREPAREDs of every
  * transaction whose decision became durable in the same group commit go to
@@ -89,6 +94,7 @@ struct TxnMgr {
 	size_t recent_pos;
 
 	struct event *tick;
+	int64_t next_walk_us; /* when the tick must next walk the in-flight transactions */
 	TxnMgrStats stats;
 
 	IdemStore *idem;
@@ -858,6 +864,20 @@ static void schedule_retry(Branch *b)
 	b->attempts++;
 	b->retry_at_us = now_mono_us() + delay;
 	b->txn->mgr->stats.phase2_retries++;
+	txnmgr_wake(b->txn->mgr, b->retry_at_us);
+}
+
+void txnmgr_wake(TxnMgr *m, int64_t when_us)
+{
+	if (when_us < m->next_walk_us)
+		m->next_walk_us = when_us;
+}
+
+/* Lowers *due to when (0: nothing). */
+static void due_at(int64_t *due, int64_t when)
+{
+	if (when != 0 && when < *due)
+		*due = when;
 }
 
 static void on_finish_conn(PoolWaiter *w, PgConn *conn, const char *err)
@@ -875,6 +895,7 @@ static void on_finish_conn(PoolWaiter *w, PgConn *conn, const char *err)
 	}
 	b->conn = conn;
 	b->op_started_us = now_mono_us();
+	txnmgr_wake(b->txn->mgr, b->op_started_us + b->txn->mgr->cfg->phase2_timeout_ms * 1000);
 	pgconn_run(conn, &b->job);
 }
 
@@ -893,6 +914,7 @@ static void branch_finish_op(Branch *b)
 	b->retry_at_us = 0;
 	b->op_active = true;
 	b->op_started_us = now_mono_us();
+	txnmgr_wake(b->txn->mgr, b->op_started_us + b->txn->mgr->cfg->phase2_timeout_ms * 1000);
 	if (b->conn != NULL) {
 		/* The connection that prepared the branch. */
 		pgconn_run(b->conn, &b->job);
@@ -1025,6 +1047,7 @@ static void phase2_enqueue(TxnMgr *m, Branch *b)
 	b->p2_queued = true;
 	b->op_active = true;
 	b->op_started_us = now_mono_us();
+	txnmgr_wake(b->txn->mgr, b->op_started_us + b->txn->mgr->cfg->phase2_timeout_ms * 1000);
 	b->retry_at_us = 0;
 	str_concat(b->op_sql, sizeof(b->op_sql), "COMMIT PREPARED '", b->gid, "'", (char *)NULL);
 	event_active(m->p2_flush, 0, 0);
@@ -1292,6 +1315,7 @@ Txn *txn_begin(TxnMgr *m, TxnRequest *req, IdemEntry *idem, TxnReplyFn reply, vo
 	}
 	/* Registered as in flight before anything is sent. */
 	inflight_add(m, t);
+	txnmgr_wake(m, t->deadline_us);
 	for (size_t i = 0; i < t->nbranches; i++)
 		branch_phase1(&t->branches[i]);
 	return t;
@@ -1368,6 +1392,24 @@ static void abandon_branch(Branch *b)
 	b->op_active = false;
 }
 
+/* When tick_txn() must next look at t. */
+static int64_t txn_due(const Txn *t, int64_t now)
+{
+	int64_t due = INT64_MAX, p2 = t->mgr->cfg->phase2_timeout_ms * 1000;
+
+	if (t->state == TXN_PREPARING || (t->state == TXN_COMMITTING && !t->replied))
+		due_at(&due, t->deadline_us);
+	if (t->one_phase && t->state == TXN_DECIDING)
+		due_at(&due, now + TICK_US);
+	for (size_t i = 0; i < t->nbranches; i++) {
+		const Branch *b = &t->branches[i];
+		due_at(&due, b->retry_at_us);
+		if (b->op_active && b->conn != NULL && b->state != BR_RUNNING && b->state != BR_WAIT_CONN)
+			due_at(&due, b->op_started_us + p2);
+	}
+	return due;
+}
+
 static void tick_txn(Txn *t, int64_t now)
 {
 	if (t->state == TXN_PREPARING && now >= t->deadline_us) {
@@ -1432,10 +1474,19 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		if (now - batch->started_us > m->cfg->phase2_timeout_ms * 1000)
 			batch_abandon(m, batch);
 	}
-	for (Txn *t = m->head; t;) {
-		Txn *next = t->next; /* t may finish and be freed */
-		tick_txn(t, now);
-		t = next;
+	if (now >= m->next_walk_us) {
+		m->next_walk_us = now + WALK_MAX_US;
+		for (Txn *t = m->head; t;) {
+			Txn *next = t->next; /* t may finish and be freed */
+			uint64_t id = t->id;
+			int64_t due;
+			tick_txn(t, now);
+			/* t may be gone: ids are never reused, so finding id still
+			 * in flight means t is. */
+			if ((t = idmap_get(&m->inflight, id)) != NULL && (due = txn_due(t, now)) < m->next_walk_us)
+				m->next_walk_us = due;
+			t = next;
+		}
 	}
 	if (now - m->idem_expired_us >= 1000000) {
 		int64_t wall = now_wall_ms();

@@ -21,6 +21,9 @@ void txn_fail(Txn *t, AbortReason why, int branch, int stmt, const char *sqlstat
 void txn_maybe_finish(Txn *t);
 /* FINISHED: counts, remembers the outcome, replies, frees. */
 void txn_end(Txn *t);
+/* Something of t's is due at when (a deadline, a retry, a timeout): the
+ * housekeeping tick must look at the in-flight transactions by then. */
+void txnmgr_wake(TxnMgr *m, int64_t when_us);
 /* Runs the reply callback once. */
 void txn_reply(Txn *t);
 /* b's transaction committed or prepared on conn: the session settings its

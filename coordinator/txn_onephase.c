@@ -123,6 +123,7 @@ void onephase_commit(Branch *b, PgConn *conn)
 	Txn *t = b->txn;
 
 	txn_set_state(t, TXN_DECIDING);
+	txnmgr_wake(t->mgr, now_mono_us()); /* onephase_tick watches DECIDING at every tick */
 	t->decided_wall_ms = now_wall_ms();
 	t->decided_us = now_mono_us();
 	b->backend_pid = PQbackendPID(pgconn_pq(conn));
@@ -142,6 +143,7 @@ void onephase_commit(Branch *b, PgConn *conn)
 	b->conn = conn;
 	b->op_active = true;
 	b->op_started_us = now_mono_us();
+	txnmgr_wake(t->mgr, b->op_started_us + txnmgr_cfg(t->mgr)->phase2_timeout_ms * 1000);
 	pgconn_run(conn, &b->job);
 	if (FAULT_DROP(FAULT_AFTER_ONE_PHASE_COMMIT_SENT)) {
 		/* COMMIT is on the wire; the connection goes before its answer
@@ -209,6 +211,7 @@ static void check_later(Branch *b)
 		delay = CHECK_MAX_US;
 	b->attempts++;
 	b->retry_at_us = now_mono_us() + delay;
+	txnmgr_wake(b->txn->mgr, b->retry_at_us);
 }
 
 static void on_check_conn(PoolWaiter *w, PgConn *conn, const char *err)
@@ -241,6 +244,7 @@ static void on_check_conn(PoolWaiter *w, PgConn *conn, const char *err)
 	b->job.arg = b;
 	b->conn = conn;
 	b->op_started_us = now_mono_us();
+	txnmgr_wake(t->mgr, b->op_started_us + txnmgr_cfg(t->mgr)->phase2_timeout_ms * 1000);
 	pgconn_run(conn, &b->job);
 }
 

@@ -47,6 +47,7 @@ struct Pool {
 
 	PoolWaiter *whead, *wtail;
 	int nwaiters;
+	int64_t next_deadline_us; /* no waiter's deadline is earlier (starts at 0: look at the first tick) */
 
 	bool reachable;
 	int64_t last_fail_us;
@@ -274,6 +275,8 @@ static void dispatch(Pool *p)
 
 void pool_acquire(Pool *p, PoolWaiter *w)
 {
+	if (w->deadline_us != 0 && w->deadline_us < p->next_deadline_us)
+		p->next_deadline_us = w->deadline_us;
 	if (w->priority) {
 		/* Ahead of every ordinary waiter, behind earlier priority ones. */
 		PoolWaiter *after = NULL;
@@ -366,16 +369,26 @@ void pool_discard(Pool *p, PgConn *conn)
 
 void pool_tick(Pool *p, int64_t now)
 {
-	/* Waiters whose deadline passed. */
-	for (PoolWaiter *w = p->whead; w;) {
-		PoolWaiter *next = w->next;
-		if (w->deadline_us != 0 && now >= w->deadline_us) {
-			char why[128];
-			snprintf(why, sizeof(why), "timed out waiting for a connection to %s", p->name);
-			waiter_unlink(p, w);
-			w->fn(w, NULL, why);
+	/* Waiters whose deadline passed: the queue is walked only when the
+	 * earliest deadline has come (10,000 waiters are not visited every
+	 * tick). */
+	if (p->whead != NULL && now >= p->next_deadline_us) {
+		int64_t next_deadline = INT64_MAX;
+		p->next_deadline_us = INT64_MAX; /* a waiter queued by a callback below lowers it */
+		for (PoolWaiter *w = p->whead; w;) {
+			PoolWaiter *next = w->next;
+			if (w->deadline_us != 0 && now >= w->deadline_us) {
+				char why[128];
+				snprintf(why, sizeof(why), "timed out waiting for a connection to %s", p->name);
+				waiter_unlink(p, w);
+				w->fn(w, NULL, why);
+			} else if (w->deadline_us != 0 && w->deadline_us < next_deadline) {
+				next_deadline = w->deadline_us;
+			}
+			w = next;
 		}
-		w = next;
+		if (next_deadline < p->next_deadline_us)
+			p->next_deadline_us = next_deadline;
 	}
 	/* Connection attempts that hang (a blackholed host): give up on them. */
 	for (PgConn *c = p->connecting; c;) {

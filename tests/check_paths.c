@@ -49,6 +49,10 @@
  * Pooled connections terminated between transactions (a DBA's
  * pg_terminate_backend, an idle timeout) are no sign the participant is
  * down: the next transaction opens a new one and commits.
+ *
+ * The housekeeping tick visits transactions and pool waiters only when
+ * one is due: a request queued for a busy pool still gets its 504 at its
+ * deadline, not a second later.
  */
 #include "netproxy.h"
 #include "tlfixture.h"
@@ -1206,6 +1210,40 @@ START_TEST(test_terminated_connections)
 }
 END_TEST
 
+START_TEST(test_pool_wait_deadline)
+{
+	static const char sleeper[] = "{\"timeout_ms\":4000,\"branches\":{\"bank_a\":[{\"sql\":\"SELECT pg_sleep(2)\"}],"
+	                              "\"bank_b\":[{\"sql\":\"SELECT 1\"}]}}";
+	static const char quick[] = "{\"timeout_ms\":300,\"branches\":{\"bank_a\":[{\"sql\":\"SELECT 1\"}],"
+	                            "\"bank_b\":[{\"sql\":\"SELECT 1\"}]}}";
+	Bg bg[8]; /* the pool's size: every connection to bank_a asleep */
+	TlHttpResponse r;
+	int64_t t0, took;
+
+	tl_fixture_start(&pt_fx, NULL, NULL);
+	for (int i = 0; i < 8; i++) {
+		memset(&bg[i], 0, sizeof bg[i]);
+		bg[i].body = sleeper;
+		ck_assert(pthread_create(&bg[i].th, NULL, bg_main, &bg[i]) == 0);
+	}
+	for (t0 = tl_now_ms(); running("bank_a", "pg_sleep(2)") < 8; tl_sleep_ms(20))
+		ck_assert_msg(tl_now_ms() - t0 < 1500, "the 8 sleepers did not all start");
+	t0 = tl_now_ms();
+	post(NULL, quick, &r);
+	took = tl_now_ms() - t0;
+	expect_problem(&r, 504, "timeout");
+	ck_assert_msg(strstr(r.body, "waiting for a connection") != NULL, "%s", r.body);
+	tl_http_response_free(&r);
+	fprintf(stderr, "pool_wait_deadline: 504 after %lld ms (timeout_ms 300)\n", (long long)took);
+	ck_assert_msg(took >= 290 && took < 1200, "504 after %lld ms, want about 300", (long long)took);
+	for (int i = 0; i < 8; i++) {
+		ck_assert(pthread_join(bg[i].th, NULL) == 0);
+		ck_assert_msg(bg[i].ok && bg[i].r.status == 200, "sleeper %d: %s %d", i, bg[i].err, bg[i].r.status);
+		tl_http_response_free(&bg[i].r);
+	}
+}
+END_TEST
+
 TL_FIXTURE_SETUP(pt_fx, one_phase_commit)
 TL_FIXTURE_SETUP(pt_fx, one_phase_aborts)
 TL_FIXTURE_SETUP(pt_fx, one_phase_lost_after_commit)
@@ -1220,6 +1258,7 @@ TL_FIXTURE_SETUP(pt_fx, statement_cache)
 TL_FIXTURE_SETUP(pt_fx, session_settings)
 TL_FIXTURE_SETUP(pt_fx, phase2_batches)
 TL_FIXTURE_SETUP(pt_fx, terminated_connections)
+TL_FIXTURE_SETUP(pt_fx, pool_wait_deadline)
 TL_FIXTURE_SETUP(pt_fx, keyed_stays_two_phase)
 TL_FIXTURE_SETUP(pt_fx, keyed_read_only_slow_log)
 
@@ -1241,6 +1280,7 @@ int main(void)
 	TL_FIXTURE_CASE(pt_fx, s, session_settings);
 	TL_FIXTURE_CASE(pt_fx, s, phase2_batches);
 	TL_FIXTURE_CASE(pt_fx, s, terminated_connections);
+	TL_FIXTURE_CASE(pt_fx, s, pool_wait_deadline);
 	TL_FIXTURE_CASE(pt_fx, s, keyed_stays_two_phase);
 	TL_FIXTURE_CASE(pt_fx, s, keyed_read_only_slow_log);
 	return tl_fixture_main(&pt_fx, s);
