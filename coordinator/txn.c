@@ -54,28 +54,6 @@
 #define RECENT_OUTCOMES  65536
 #define WALK_MAX_US      (1000 * 1000LL) /* the longest between two walks */
 
-/* Phase 2 batched per participant: the COMMIT PREPAREDs of every
- * transaction whose decision became durable in the same group commit go to
- * each participant in one pipeline (a Sync after each: COMMIT PREPARED
- * refuses to run in a transaction block) on one connection, the phase-1
- * connection of one of them; the other phase-1 connections go back to the
- * pool at once. A single one is sent on its own connection as before. */
-struct Phase2Batch {
-	PgJob job;
-	Pool *pool;
-	PgConn *conn;
-	int64_t started_us;
-	size_t n;
-	Branch **branches; /* branches[i] answers job.queries[i] */
-	PgQuery *queries;
-	Phase2Batch *prev, *next; /* the manager's list of batches under way */
-};
-
-typedef struct Phase2Queue {
-	Branch **v;
-	size_t n, cap;
-} Phase2Queue;
-
 struct TxnMgr {
 	struct event_base *base;
 	const Config *cfg;
@@ -103,13 +81,10 @@ struct TxnMgr {
 	RecentAbort recent_aborts[RECENT_ABORTS]; /* a ring */
 	size_t recent_aborts_next, recent_aborts_n;
 
-	Phase2Queue p2[MAX_PARTICIPANTS]; /* by participant: this round's COMMIT PREPAREDs */
-	struct event *p2_flush;           /* sends them, after the round's completions */
-	Phase2Batch *batches;             /* under way */
+	Phase2 *phase2; /* phase 2's batches (txn_phase2.c) */
 };
 
 static void branch_phase1(Branch *b);
-static void branch_finish_op(Branch *b);
 static void phase1_branch_done(Branch *b);
 static void maybe_finish(Txn *t);
 
@@ -856,7 +831,7 @@ static void phase1_branch_done(Branch *b)
 
 static void on_finish_job(PgJob *job, PgConn *conn, PgJobStatus st);
 
-static void schedule_retry(Branch *b)
+void schedule_retry(Branch *b)
 {
 	int64_t delay = RETRY_MIN_US << (b->attempts < 6 ? b->attempts : 6);
 	if (delay > RETRY_MAX_US)
@@ -900,7 +875,7 @@ static void on_finish_conn(PoolWaiter *w, PgConn *conn, const char *err)
 }
 
 /* Sends COMMIT PREPARED or ROLLBACK PREPARED for b, by its state. */
-static void branch_finish_op(Branch *b)
+void branch_finish_op(Branch *b)
 {
 	bool commit = b->state == BR_COMMITTING;
 
@@ -930,7 +905,7 @@ static void branch_finish_op(Branch *b)
 /* COMMIT/ROLLBACK PREPARED's connection was lost before its answer: the
  * outcome is unknown. Both are safe to repeat, and "does not exist" on the
  * retry means the lost one took effect. May free b's transaction. */
-static void finish_lost(Branch *b, bool sent, const char *error)
+void finish_lost(Branch *b, bool sent, const char *error)
 {
 	b->op_active = false;
 	if (sent)
@@ -941,7 +916,6 @@ static void finish_lost(Branch *b, bool sent, const char *error)
 	maybe_finish(b->txn);
 }
 
-static void finish_answer(Branch *b, const PGresult *r);
 
 static void on_finish_job(PgJob *job, PgConn *conn, PgJobStatus st)
 {
@@ -964,7 +938,7 @@ static void on_finish_job(PgJob *job, PgConn *conn, PgJobStatus st)
 
 /* COMMIT/ROLLBACK PREPARED answered (r, which the caller frees; NULL if no
  * answer came): moves b on. May free b's transaction. */
-static void finish_answer(Branch *b, const PGresult *r)
+void finish_answer(Branch *b, const PGresult *r)
 {
 	Txn *t = b->txn;
 	bool commit = b->state == BR_COMMITTING;
@@ -1033,151 +1007,6 @@ static void start_abort(Txn *t)
 	maybe_finish(t);
 }
 
-/* Queues b's COMMIT PREPARED for this round's batch to its participant;
- * b keeps its phase-1 connection until the batch is sent. */
-static void phase2_enqueue(TxnMgr *m, Branch *b)
-{
-	Phase2Queue *q = &m->p2[b->pindex];
-
-	if (q->n == q->cap) {
-		q->cap = q->cap ? q->cap * 2 : 16;
-		q->v = xrealloc(q->v, q->cap * sizeof(Branch *));
-	}
-	q->v[q->n++] = b;
-	b->p2_queued = true;
-	b->op_active = true;
-	b->op_started_us = now_mono_us();
-	txnmgr_wake(b->txn->mgr, b->op_started_us + b->txn->mgr->cfg->phase2_timeout_ms * 1000);
-	b->retry_at_us = 0;
-	str_concat(b->op_sql, sizeof(b->op_sql), "COMMIT PREPARED '", b->gid, "'", (char *)NULL);
-	event_active(m->p2_flush, 0, 0);
-}
-
-static void on_batch_job(PgJob *job, PgConn *conn, PgJobStatus st);
-
-/* Sends one participant's queued COMMIT PREPAREDs. */
-static void phase2_send(TxnMgr *m, Phase2Queue *q)
-{
-	Phase2Batch *batch;
-	PgConn *carrier = NULL;
-
-	for (size_t i = 0; i < q->n; i++)
-		q->v[i]->p2_queued = false;
-	if (q->n == 0)
-		return;
-	if (q->n == 1 || m->cfg->phase2_batch_max <= 1) {
-		/* Alone (or batching off): each on its own connection, as ever. */
-		for (size_t i = 0; i < q->n; i++) {
-			hist_observe(&m->stats.phase2_batch, 1);
-			branch_finish_op(q->v[i]);
-		}
-		q->n = 0;
-		return;
-	}
-	if (q->n > (size_t)m->cfg->phase2_batch_max) {
-		/* Too many for one pipeline: the rest make the next batches. */
-		Phase2Queue part = {.v = q->v, .n = (size_t)m->cfg->phase2_batch_max};
-		Phase2Queue rest = {.v = q->v + part.n, .n = q->n - part.n};
-		phase2_send(m, &part);
-		phase2_send(m, &rest);
-		q->n = 0;
-		return;
-	}
-	hist_observe(&m->stats.phase2_batch, (double)q->n);
-	batch = xcalloc(1, sizeof(*batch) + q->n * (sizeof(Branch *) + sizeof(PgQuery)));
-	batch->branches = (Branch **)(batch + 1);
-	batch->queries = (PgQuery *)(batch->branches + q->n);
-	batch->n = q->n;
-	batch->pool = q->v[0]->pool;
-	for (size_t i = 0; i < q->n; i++) {
-		Branch *b = q->v[i];
-		batch->branches[i] = b;
-		batch->queries[i] = (PgQuery){.sql = b->op_sql};
-		b->batch = batch;
-		if (carrier == NULL)
-			carrier = b->conn;
-		else
-			pool_release(b->pool, b->conn); /* idle since its PREPARE */
-		b->conn = NULL;
-	}
-	q->n = 0;
-	batch->conn = carrier;
-	batch->started_us = now_mono_us();
-	batch->job.queries = batch->queries;
-	batch->job.nqueries = batch->n;
-	batch->job.sync_each = true;
-	batch->job.done = on_batch_job;
-	batch->job.arg = batch;
-	batch->next = m->batches;
-	if (m->batches)
-		m->batches->prev = batch;
-	m->batches = batch;
-	pgconn_run(carrier, &batch->job);
-}
-
-static void on_p2_flush(evutil_socket_t fd, short what, void *arg)
-{
-	TxnMgr *m = arg;
-
-	(void)fd;
-	(void)what;
-	for (size_t p = 0; p < m->cfg->nparticipants && p < MAX_PARTICIPANTS; p++) {
-		if (m->p2[p].n > 0)
-			phase2_send(m, &m->p2[p]);
-	}
-}
-
-static void batch_unlink(TxnMgr *m, Phase2Batch *batch)
-{
-	if (batch->prev)
-		batch->prev->next = batch->next;
-	else
-		m->batches = batch->next;
-	if (batch->next)
-		batch->next->prev = batch->prev;
-}
-
-static void on_batch_job(PgJob *job, PgConn *conn, PgJobStatus st)
-{
-	Phase2Batch *batch = job->arg;
-	TxnMgr *m = batch->branches[0]->txn->mgr;
-
-	batch_unlink(m, batch);
-	pool_release(batch->pool, conn);
-	for (size_t i = 0; i < batch->n; i++) {
-		/* Each may free its transaction: nothing of b after this. */
-		Branch *b = batch->branches[i];
-		PGresult *r = i < job->nresults ? job->results[i] : NULL;
-		b->batch = NULL;
-		if (st == PGJOB_CONN_LOST &&
-		    (r == NULL || (PQresultStatus(r) != PGRES_COMMAND_OK && pg_sqlstate(r)[0] == '\0')))
-			finish_lost(b, job->sent, job->error); /* no answer of the server's own */
-		else
-			finish_answer(b, r);
-	}
-	pgjob_clear_results(job);
-	free(batch);
-}
-
-/* No answer within phase2_timeout_ms (a partition): every COMMIT PREPARED
- * of the batch has an unknown outcome; each is retried on its own. */
-static void batch_abandon(TxnMgr *m, Phase2Batch *batch)
-{
-	batch_unlink(m, batch);
-	pool_discard(batch->pool, batch->conn);
-	pgjob_clear_results(&batch->job);
-	for (size_t i = 0; i < batch->n; i++) {
-		Branch *b = batch->branches[i];
-		log_txn(LOG_WARNING, b->txn->id, "participant=%s no answer to COMMIT PREPARED (batch of %zu) in %lld ms; retrying",
-		        b->name, batch->n, (long long)m->cfg->phase2_timeout_ms);
-		b->batch = NULL;
-		b->op_active = false;
-		b->sent_unknown = true;
-		schedule_retry(b);
-	}
-	free(batch);
-}
-
 static void on_commit_durable(void *arg)
 {
 	Txn *t = arg;
@@ -1207,7 +1036,7 @@ static void on_commit_durable(void *arg)
 			continue; /* committing or committed since phase 1 */
 		b->state = BR_COMMITTING;
 		if (b->conn != NULL && b->pindex < MAX_PARTICIPANTS)
-			phase2_enqueue(t->mgr, b);
+			phase2_enqueue(t->mgr->phase2, b);
 		else
 			branch_finish_op(b);
 	}
@@ -1469,11 +1298,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 	for (size_t i = 0; i < m->cfg->nparticipants; i++)
 		pool_tick(m->pools[i], now);
-	for (Phase2Batch *batch = m->batches, *next; batch; batch = next) {
-		next = batch->next;
-		if (now - batch->started_us > m->cfg->phase2_timeout_ms * 1000)
-			batch_abandon(m, batch);
-	}
+	phase2_tick(m->phase2, now);
 	if (now >= m->next_walk_us) {
 		m->next_walk_us = now + WALK_MAX_US;
 		for (Txn *t = m->head; t;) {
@@ -1507,8 +1332,6 @@ static void restore_key(const DlogRecord *rec, bool finished, void *arg)
 	             rec->idem->response, rec->idem->response_len, now_wall_ms());
 }
 
-static const double phase2_batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128};
-
 TxnMgr *txnmgr_new(struct event_base *base, const Config *cfg, Dlog *dlog, Pool **pools, uint64_t first_id)
 {
 	TxnMgr *m = xcalloc(1, sizeof(*m));
@@ -1525,10 +1348,7 @@ TxnMgr *txnmgr_new(struct event_base *base, const Config *cfg, Dlog *dlog, Pool 
 	hist_init(&m->stats.prepare, metrics_latency_bounds, metrics_latency_nbounds);
 	hist_init(&m->stats.decide, metrics_latency_bounds, metrics_latency_nbounds);
 	hist_init(&m->stats.commit, metrics_latency_bounds, metrics_latency_nbounds);
-	hist_init(&m->stats.phase2_batch, phase2_batch_bounds, ARRAY_LEN(phase2_batch_bounds));
-	m->p2_flush = event_new(base, -1, 0, on_p2_flush, m);
-	if (m->p2_flush == NULL)
-		log_fatal("libevent: cannot allocate the phase-2 event");
+	m->phase2 = phase2_new(base, cfg, &m->stats.phase2_batch);
 	dlog_foreach_idempotent(dlog, restore_key, m);
 	idem_restore_done(m->idem);
 	return m;
@@ -1551,15 +1371,7 @@ void txnmgr_free(TxnMgr *m)
 {
 	if (m == NULL)
 		return;
-	while (m->batches) {
-		Phase2Batch *batch = m->batches;
-		batch_unlink(m, batch);
-		pool_discard(batch->pool, batch->conn);
-		pgjob_clear_results(&batch->job);
-		for (size_t i = 0; i < batch->n; i++)
-			batch->branches[i]->batch = NULL;
-		free(batch);
-	}
+	phase2_free(m->phase2); /* first: it lets go of the branches it holds */
 	while (m->head) {
 		Txn *t = m->head;
 		inflight_remove(m, t);
@@ -1572,10 +1384,6 @@ void txnmgr_free(TxnMgr *m)
 		}
 		txn_free(t);
 	}
-	for (size_t p = 0; p < MAX_PARTICIPANTS; p++)
-		free(m->p2[p].v);
-	if (m->p2_flush)
-		event_free(m->p2_flush);
 	if (m->tick)
 		event_free(m->tick);
 	idmap_free(&m->inflight);

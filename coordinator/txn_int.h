@@ -30,6 +30,29 @@ void txn_reply(Txn *t);
  * phase 1 made are now in effect there. */
 void branch_session_kept(Branch *b, PgConn *conn);
 
+/* Phase 2 and rollback of one branch (txn.c), for txn_phase2.c: */
+/* COMMIT or ROLLBACK PREPARED for b, by its state, on its own connection
+ * (the one it holds, else one from the pool). */
+void branch_finish_op(Branch *b);
+/* Its answer came (r; NULL if none): moves b on. May free b's transaction. */
+void finish_answer(Branch *b, const PGresult *r);
+/* Its connection was lost before the answer: retried. May free b's transaction. */
+void finish_lost(Branch *b, bool sent, const char *error);
+/* Retry b's COMMIT/ROLLBACK PREPARED later (backoff). */
+void schedule_retry(Branch *b);
+
+/* txn_phase2.c: phase 2 batched per participant. */
+typedef struct Phase2 Phase2;
+Phase2 *phase2_new(struct event_base *base, const Config *cfg, Histogram *batch_sizes);
+/* Lets go of every batch (their connections discarded) and of the
+ * branches they hold: call before freeing the transactions. */
+void phase2_free(Phase2 *p);
+/* b's decision is durable and b holds its phase-1 connection: queue its
+ * COMMIT PREPARED for this round's batch to its participant. */
+void phase2_enqueue(Phase2 *p, Branch *b);
+/* From the housekeeping tick: batches unanswered past phase2_timeout_ms. */
+void phase2_tick(Phase2 *p, int64_t now_us);
+
 /* txn_onephase.c */
 /* Phase 1 of a one-phase transaction answered with every statement and
  * guard fine: commit it on CONN, the connection that ran it. */
