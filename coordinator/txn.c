@@ -243,7 +243,7 @@ static void txn_free(Txn *t)
 		Branch *b = &t->branches[i];
 		if (b->held_conn != NULL) /* the fault test's abandoned connection */
 			pool_discard(b->pool, b->held_conn);
-		pgjob_clear_results(&b->job);
+		branch_op_end(b);
 		free(b->results);
 	}
 	request_free(&t->req);
@@ -254,28 +254,63 @@ static void txn_free(Txn *t)
 	free(t);
 }
 
-/* One allocation: the Txn, its branches, and nqueries[i] PgQuery slots for
- * branch i (every query its phase 1 may send; at least one, for phase 2). */
-static Txn *txn_alloc(size_t nbranches, const size_t *nqueries)
+/* One allocation: the Txn and its branches. */
+static Txn *txn_alloc(size_t nbranches)
 {
-	size_t total = 0;
-	Txn *t;
-	PgQuery *q;
+	Txn *t = xcalloc(1, sizeof(Txn) + nbranches * sizeof(Branch));
 
-	for (size_t i = 0; i < nbranches; i++)
-		total += nqueries ? nqueries[i] : 1;
-	t = xcalloc(1, sizeof(Txn) + nbranches * sizeof(Branch) + total * sizeof(PgQuery));
 	t->branches = (Branch *)(t + 1);
-	q = (PgQuery *)(t->branches + nbranches);
-	for (size_t i = 0; i < nbranches; i++) {
-		t->branches[i].queries = q;
-		q += nqueries ? nqueries[i] : 1;
-	}
 	t->nbranches = nbranches;
 	t->fail_branch = -1;
 	t->fail_stmt = -1;
 	t->start_us = now_mono_us();
 	return t;
+}
+
+BranchOp *branch_op_new(Branch *b, size_t nqueries, PgJobDoneFn done)
+{
+	BranchOp *op;
+
+	branch_op_end(b);
+	op = xcalloc(1, sizeof(BranchOp) + nqueries * sizeof(PgQuery));
+	op->job.queries = op->queries;
+	op->job.done = done;
+	op->job.arg = b;
+	op->q_stmt0 = op->q_xid = op->q_prepare = NO_QUERY;
+	b->op = op;
+	return op;
+}
+
+void branch_op_end(Branch *b)
+{
+	if (b->op == NULL)
+		return;
+	pgjob_clear_results(&b->op->job);
+	free(b->op);
+	b->op = NULL;
+}
+
+/* "<verb><GID><close>": gid_build()'s format, from the transaction's hex id
+ * already formatted. A coordinator id is at most COORD_ID_MAX long, so it
+ * always fits. */
+static const char *gid_text(const Branch *b, const char *verb, const char *close, char *buf, size_t len)
+{
+	char idx[24];
+
+	fmt_i64(idx, b->pindex);
+	str_concat(buf, len, verb, GID_PREFIX, b->txn->mgr->cfg->coord_id, "_", b->txn->id_hex, "_", idx, close,
+	           (char *)NULL);
+	return buf;
+}
+
+const char *branch_op_text(const Branch *b, const char *verb, char *buf)
+{
+	return gid_text(b, verb, "'", buf, OP_SQL_MAX);
+}
+
+const char *branch_gid(const Branch *b, char *buf)
+{
+	return gid_text(b, "", "", buf, GID_OURS_MAX);
 }
 
 void txn_set_message(Txn *t, const char *fmt, ...)
@@ -442,7 +477,7 @@ static void on_phase1_conn(PoolWaiter *w, PgConn *conn, const char *err)
 	b->conn = conn;
 	b->state = BR_RUNNING;
 	phase1_pipeline(b);
-	pgconn_run(conn, &b->job);
+	pgconn_run(conn, &b->op->job);
 }
 
 /* True when the branch, if it prepares at all, surely wrote: one of its
@@ -477,44 +512,41 @@ static void phase1_pipeline(Branch *b)
 {
 	Txn *t = b->txn;
 	const ReqBranch *rb = b->req;
+	BranchOp *op = branch_op_new(b, phase1_queries(rb), on_phase1_job);
+	PgQuery *qs = op->queries;
 	size_t q = 0;
 
 	const PgConnSession *ss = pgconn_session(b->conn);
 	int64_t lock_ms = t->mgr->cfg->lock_timeout_ms;
 
-	b->queries[q++] = (PgQuery){.sql = "BEGIN", .reuse = true};
+	qs[q++] = (PgQuery){.sql = "BEGIN", .reuse = true};
 	b->session_lock_ms = -1;
 	if (!ss->valid || ss->lock_timeout_ms != lock_ms) {
-		fmt_i64(b->tparams[0], lock_ms);
-		strlcpy_s(b->tparams[1], CONN_CHECK_INTERVAL_MS, sizeof(b->tparams[1]));
-		b->tparam_ptrs[0] = b->tparams[0];
-		b->tparam_ptrs[1] = b->tparams[1];
+		fmt_i64(op->tparams[0], lock_ms);
+		strlcpy_s(op->tparams[1], CONN_CHECK_INTERVAL_MS, sizeof(op->tparams[1]));
+		op->tparam_ptrs[0] = op->tparams[0];
+		op->tparam_ptrs[1] = op->tparams[1];
 		b->session_lock_ms = lock_ms;
-		b->queries[q++] = (PgQuery){
-		    .sql = SESSION_SQL, .nparams = 2, .params = b->tparam_ptrs, .reuse = true, .fixed_result = true};
+		qs[q++] = (PgQuery){
+		    .sql = SESSION_SQL, .nparams = 2, .params = op->tparam_ptrs, .reuse = true, .fixed_result = true};
 	}
-	b->q_stmt0 = q;
+	op->q_stmt0 = q;
 	for (size_t i = 0; i < rb->nstmts; i++)
-		b->queries[q++] = (PgQuery){
+		qs[q++] = (PgQuery){
 		    .sql = rb->stmts[i].sql, .nparams = rb->stmts[i].nparams, .params = rb->stmts[i].params, .reuse = true};
-	b->q_xid = b->q_prepare = NO_QUERY;
 	if (t->one_phase || !surely_writes(rb)) {
-		b->q_xid = q;
-		b->queries[q++] = (PgQuery){
+		op->q_xid = q;
+		qs[q++] = (PgQuery){
 		    .sql = t->one_phase ? XID_QUERY_ONE_PHASE : XID_QUERY, .reuse = true, .fixed_result = true};
 	} else {
 		b->xid_seen = b->has_xid = true; /* not asked: it wrote */
 	}
 	if (!t->one_phase) {
 		/* The GID is ours alone, never client text, so it is safe as a literal. */
-		str_concat(b->op_sql, sizeof(b->op_sql), "PREPARE TRANSACTION '", b->gid, "'", (char *)NULL);
-		b->q_prepare = q;
-		b->queries[q++] = (PgQuery){.sql = b->op_sql};
+		op->q_prepare = q;
+		qs[q++] = (PgQuery){.sql = branch_op_text(b, "PREPARE TRANSACTION '", op->sql)};
 	}
-	b->job.queries = b->queries;
-	b->job.nqueries = q;
-	b->job.done = on_phase1_job;
-	b->job.arg = b;
+	op->job.nqueries = q;
 }
 
 void branch_session_kept(Branch *b, PgConn *conn)
@@ -560,7 +592,7 @@ static void on_phase1_job(PgJob *job, PgConn *conn, PgJobStatus st)
 	const ReqBranch *rb = b->req;
 	char msg[512];
 	bool prepared = false, failed_before_prepare = false;
-	size_t q_xid = b->q_xid, q_prepare = b->q_prepare;
+	size_t q_stmt0 = b->op->q_stmt0, q_xid = b->op->q_xid, q_prepare = b->op->q_prepare;
 	StrBuf res = {0};
 
 	b->conn = NULL;
@@ -573,7 +605,7 @@ static void on_phase1_job(PgJob *job, PgConn *conn, PgJobStatus st)
 		snprintf(msg, sizeof(msg), "connection to %s lost during phase 1: %s", b->name, job->error);
 		log_txn(LOG_WARNING, t->id, "participant=%s %s", b->name, msg);
 		txn_fail(t, ABORT_UNAVAILABLE, bi, -1, NULL, msg);
-		pgjob_clear_results(job);
+		branch_op_end(b);
 		pool_release(b->pool, conn);
 		phase1_branch_done(b);
 		return;
@@ -595,7 +627,7 @@ static void on_phase1_job(PgJob *job, PgConn *conn, PgJobStatus st)
 		snprintf(msg, sizeof(msg), "connection to %s lost during phase 1: %s", b->name, job->error);
 		log_txn(LOG_WARNING, t->id, "participant=%s %s", b->name, msg);
 		txn_fail(t, ABORT_UNAVAILABLE, bi, -1, NULL, msg);
-		pgjob_clear_results(job);
+		branch_op_end(b);
 		pool_release(b->pool, conn);
 		phase1_branch_done(b);
 		return;
@@ -605,8 +637,8 @@ static void on_phase1_job(PgJob *job, PgConn *conn, PgJobStatus st)
 	for (size_t q = 0; q < job->nqueries; q++) {
 		PGresult *r = job->results[q];
 		ExecStatusType rs = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
-		bool is_stmt = q >= b->q_stmt0 && q < b->q_stmt0 + rb->nstmts;
-		int si = (int)(q - b->q_stmt0);
+		bool is_stmt = q >= q_stmt0 && q < q_stmt0 + rb->nstmts;
+		int si = (int)(q - q_stmt0);
 
 		if (rs == PGRES_PIPELINE_ABORTED)
 			continue; /* an earlier query failed; already recorded */
@@ -673,7 +705,7 @@ static void on_phase1_job(PgJob *job, PgConn *conn, PgJobStatus st)
 			txn_fail(t, ABORT_EXPECT_ROWS, bi, si, NULL, msg);
 		}
 	}
-	pgjob_clear_results(job);
+	branch_op_end(b);
 	sb_puts(&res, "]");
 	free(b->results);
 	b->results = sb_take(&res);
@@ -855,44 +887,46 @@ static void due_at(int64_t *due, int64_t when)
 		*due = when;
 }
 
+/* COMMIT or ROLLBACK PREPARED, by b's state, on conn. */
+static void finish_send(Branch *b, PgConn *conn)
+{
+	BranchOp *op = branch_op_new(b, 1, on_finish_job);
+
+	op->queries[0] = (PgQuery){
+	    .sql = branch_op_text(b, b->state == BR_COMMITTING ? "COMMIT PREPARED '" : "ROLLBACK PREPARED '", op->sql)};
+	op->job.nqueries = 1;
+	b->conn = conn;
+	b->op_started_us = now_mono_us();
+	txnmgr_wake(b->txn->mgr, b->op_started_us + b->txn->mgr->cfg->phase2_timeout_ms * 1000);
+	pgconn_run(conn, &op->job);
+}
+
 static void on_finish_conn(PoolWaiter *w, PgConn *conn, const char *err)
 {
 	Branch *b = w->arg;
 
 	if (conn == NULL) {
+		char gid[GID_OURS_MAX];
 		b->op_active = false;
 		if (b->attempts == 0 || b->attempts % 10 == 0)
 			log_txn(LOG_WARNING, b->txn->id, "participant=%s %s for %s: %s; will retry", b->name,
-			        b->state == BR_COMMITTING ? "COMMIT PREPARED" : "ROLLBACK PREPARED", b->gid, err);
+			        b->state == BR_COMMITTING ? "COMMIT PREPARED" : "ROLLBACK PREPARED", branch_gid(b, gid),
+			        err);
 		schedule_retry(b);
 		maybe_finish(b->txn);
 		return;
 	}
-	b->conn = conn;
-	b->op_started_us = now_mono_us();
-	txnmgr_wake(b->txn->mgr, b->op_started_us + b->txn->mgr->cfg->phase2_timeout_ms * 1000);
-	pgconn_run(conn, &b->job);
+	finish_send(b, conn);
 }
 
 /* Sends COMMIT PREPARED or ROLLBACK PREPARED for b, by its state. */
 void branch_finish_op(Branch *b)
 {
-	bool commit = b->state == BR_COMMITTING;
-
-	str_concat(b->op_sql, sizeof(b->op_sql), commit ? "COMMIT PREPARED '" : "ROLLBACK PREPARED '", b->gid, "'",
-	           (char *)NULL);
-	b->job.queries = &b->queries[0];
-	b->queries[0] = (PgQuery){.sql = b->op_sql};
-	b->job.nqueries = 1;
-	b->job.done = on_finish_job;
-	b->job.arg = b;
 	b->retry_at_us = 0;
 	b->op_active = true;
-	b->op_started_us = now_mono_us();
-	txnmgr_wake(b->txn->mgr, b->op_started_us + b->txn->mgr->cfg->phase2_timeout_ms * 1000);
 	if (b->conn != NULL) {
 		/* The connection that prepared the branch. */
-		pgconn_run(b->conn, &b->job);
+		finish_send(b, b->conn);
 		return;
 	}
 	b->waiter.fn = on_finish_conn;
@@ -923,9 +957,12 @@ static void on_finish_job(PgJob *job, PgConn *conn, PgJobStatus st)
 
 	b->conn = NULL;
 	if (st == PGJOB_CONN_LOST) {
-		pgjob_clear_results(job);
+		bool sent = job->sent;
+		char error[sizeof(job->error)];
+		strlcpy_s(error, job->error, sizeof(error));
+		branch_op_end(b);
 		pool_release(b->pool, conn);
-		finish_lost(b, job->sent, job->error);
+		finish_lost(b, sent, error);
 		return;
 	}
 	/* The result outlives the connection's release: it is the job's. */
@@ -943,16 +980,18 @@ void finish_answer(Branch *b, const PGresult *r)
 	Txn *t = b->txn;
 	bool commit = b->state == BR_COMMITTING;
 	ExecStatusType rs = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
-	char msg[512] = "", sqlstate[6] = "";
+	char msg[512] = "", sqlstate[6] = "", gid[GID_OURS_MAX];
 
 	b->op_active = false;
 	if (rs != PGRES_COMMAND_OK) {
 		strlcpy_s(sqlstate, pg_sqlstate(r), sizeof(sqlstate));
 		pg_result_message(r, msg, sizeof(msg));
 	}
-	if (b->job.results != NULL && (b->job.nresults == 0 || b->job.results[0] == r))
-		pgjob_clear_results(&b->job); /* its own job's result: freed before b can go */
+	if (b->op != NULL && (b->op->job.nresults == 0 || b->op->job.results[0] == r))
+		branch_op_end(b); /* its own job's result: freed before b can go */
 
+	if (rs != PGRES_COMMAND_OK)
+		branch_gid(b, gid); /* for the messages below */
 	if (rs == PGRES_COMMAND_OK) {
 		b->state = commit ? BR_COMMITTED : BR_ROLLED_BACK;
 		if (commit && !b->read_only)
@@ -964,9 +1003,9 @@ void finish_answer(Branch *b, const PGresult *r)
 			 * no such attempt: someone outside twopc decided it. */
 			if (b->sent_unknown)
 				log_txn(LOG_INFO, t->id, "participant=%s %s already committed by an earlier attempt",
-				        b->name, b->gid);
+				        b->name, gid);
 			else
-				txnmgr_note_heuristic_hazard(t->mgr, t->id, b->name, b->gid,
+				txnmgr_note_heuristic_hazard(t->mgr, t->id, b->name, gid,
 				                             "vanished before our COMMIT PREPARED");
 			b->state = BR_COMMITTED;
 		} else if (b->unknown_until_us != 0 && now_mono_us() < b->unknown_until_us) {
@@ -974,14 +1013,14 @@ void finish_answer(Branch *b, const PGresult *r)
 			schedule_retry(b);
 		} else {
 			if (b->unknown_until_us == 0 && !b->sent_unknown)
-				txnmgr_note_heuristic_hazard(t->mgr, t->id, b->name, b->gid,
+				txnmgr_note_heuristic_hazard(t->mgr, t->id, b->name, gid,
 				                             "vanished before our ROLLBACK PREPARED");
 			b->state = BR_ROLLED_BACK;
 		}
 	} else {
 		/* 55000 (busy: another session holds it) and anything else: retry. */
 		log_txn(LOG_WARNING, t->id, "participant=%s %s PREPARED %s failed: %s %s; will retry", b->name,
-		        commit ? "COMMIT" : "ROLLBACK", b->gid, sqlstate, msg);
+		        commit ? "COMMIT" : "ROLLBACK", gid, sqlstate, msg);
 		schedule_retry(b);
 	}
 	maybe_finish(t);
@@ -1113,12 +1152,8 @@ TxnOutcome txn_outcome(const Txn *t)
 
 Txn *txn_begin(TxnMgr *m, TxnRequest *req, IdemEntry *idem, TxnReplyFn reply, void *arg)
 {
-	size_t nq[MAX_PARTICIPANTS]; /* a participant appears once */
-	Txn *t;
+	Txn *t = txn_alloc(req->nbranches);
 
-	for (size_t i = 0; i < req->nbranches; i++)
-		nq[i] = phase1_queries(&req->branches[i]);
-	t = txn_alloc(req->nbranches, nq);
 	t->mgr = m;
 	t->id = m->next_id++;
 	txn_id_format(t->id_hex, t->id);
@@ -1139,8 +1174,6 @@ Txn *txn_begin(TxnMgr *m, TxnRequest *req, IdemEntry *idem, TxnReplyFn reply, vo
 		b->name = b->req->participant->name;
 		b->pindex = b->req->participant->index;
 		b->pool = m->pools[b->pindex];
-		if (!gid_build(b->gid, sizeof(b->gid), m->cfg->coord_id, t->id, b->pindex))
-			log_fatal("GID too long for coordinator id %s", m->cfg->coord_id);
 	}
 	/* Registered as in flight before anything is sent. */
 	inflight_add(m, t);
@@ -1152,7 +1185,7 @@ Txn *txn_begin(TxnMgr *m, TxnRequest *req, IdemEntry *idem, TxnReplyFn reply, vo
 
 void txn_resume_commit(TxnMgr *m, const DlogRecord *rec)
 {
-	Txn *t = txn_alloc(rec->nbranches, NULL);
+	Txn *t = txn_alloc(rec->nbranches);
 	size_t n = 0;
 
 	t->mgr = m;
@@ -1179,8 +1212,6 @@ void txn_resume_commit(TxnMgr *m, const DlogRecord *rec)
 		b->name = pc->name;
 		b->pindex = rec->branches[i].index;
 		b->pool = m->pools[pc->index];
-		if (!gid_build(b->gid, sizeof(b->gid), m->cfg->coord_id, t->id, b->pindex))
-			log_fatal("GID too long for coordinator id %s", m->cfg->coord_id);
 		b->state = BR_COMMITTING;
 		/* Recovery may just have committed it: "does not exist" is then no
 		 * hazard. */
@@ -1207,14 +1238,14 @@ static void abandon_branch(Branch *b)
 		/* No COMMIT was sent: closing makes the server roll back. */
 		pool_discard(b->pool, b->conn);
 		b->conn = NULL;
-		pgjob_clear_results(&b->job);
+		branch_op_end(b);
 		b->state = BR_FAILED;
 	} else if (b->state == BR_RUNNING) {
 		/* Closing the connection makes the server abort the transaction,
 		 * unless its PREPARE already ran: then it is rolled back below. */
 		pool_discard(b->pool, b->conn);
 		b->conn = NULL;
-		pgjob_clear_results(&b->job);
+		branch_op_end(b);
 		b->state = BR_UNKNOWN;
 		b->unknown_until_us = now_mono_us() + UNKNOWN_GRACE_US;
 	}
@@ -1275,7 +1306,7 @@ static void tick_txn(Txn *t, int64_t now)
 				        (long long)t->mgr->cfg->phase2_timeout_ms);
 				pool_discard(b->pool, b->conn);
 				b->conn = NULL;
-				pgjob_clear_results(&b->job);
+				branch_op_end(b);
 				b->op_active = false;
 				b->sent_unknown = true;
 				schedule_retry(b);

@@ -109,50 +109,35 @@ struct Branch {
 	Txn *txn;
 	Pool *pool;
 	const char *name;     /* participant name */
-	unsigned pindex;      /* participant index: part of the GID */
 	const ReqBranch *req; /* NULL for transactions resumed from the log */
+	unsigned pindex;      /* participant index: part of the GID (branch_gid()) */
 	BranchState state;
-	char gid[GID_OURS_MAX];
 
 	PoolWaiter waiter;
-	PgConn *conn; /* while a job runs */
-	PgJob job;
-	PgQuery *queries; /* room for every query of phase 1 (in the Txn's allocation) */
-	/* Where phase 1's answers are in job.results (SIZE_MAX: not sent). */
-	size_t q_stmt0, q_xid, q_prepare;
-	char op_sql[GID_OURS_MAX + 24]; /* PREPARE TRANSACTION / COMMIT or ROLLBACK PREPARED '<gid>' */
-	union {
-		struct { /* phase 1: the session settings, when it sets them */
-			char tparams[2][24];
-			const char *tparam_ptrs[2];
-		};
-		struct { /* one-phase, after phase 1: the outcome check (txid, backend pid, 32-bit xid) */
-			char check_params[3][24];
-			const char *check_ptrs[3];
-		};
-	};
+	PgConn *conn;         /* while a job runs, and after PREPARE until phase 2 */
+	struct BranchOp *op;  /* while a job of its own runs (txn_int.h) */
 	int64_t session_lock_ms; /* the lock_timeout phase 1 set (-1: it set nothing) */
-	bool op_active; /* waiting for a connection or running a job */
 
 	char *results;       /* phase 1: the JSON array [{"rows_affected": n, "rows": [...]}, ...] */
 	int64_t retry_at_us; /* phase 2 / rollback: when to try again (0: not waiting) */
-	int attempts;
 	int64_t unknown_until_us; /* an UNKNOWN branch may still prepare until then */
 	int64_t op_started_us;    /* when the running COMMIT/ROLLBACK PREPARED was sent */
 	Phase2Batch *batch;       /* its COMMIT PREPARED runs in this batch (which owns the connection) */
-	bool p2_queued;           /* waiting, with its phase-1 connection, for this round's batch */
-	bool sent_unknown;        /* an earlier COMMIT/ROLLBACK PREPARED's outcome was lost */
+	int attempts;
+	bool op_active;    /* waiting for a connection or running a job */
+	bool p2_queued;    /* waiting, with its phase-1 connection, for this round's batch */
+	bool sent_unknown; /* an earlier COMMIT/ROLLBACK PREPARED's outcome was lost */
 
 	/* From phase 1's SELECT txid_current_if_assigned(). */
 	bool xid_seen;  /* its result arrived */
 	bool has_xid;   /* not NULL: the branch wrote something (or locked rows) */
-	uint64_t xid;   /* the txid (epoch << 32 | xid) */
 	bool read_only; /* prepared with no xid: finished at once, outside the decision */
+	uint64_t xid;   /* the txid (epoch << 32 | xid) */
 	/* One-phase. */
-	int backend_pid;          /* the backend that ran it (to end it if its COMMIT hangs) */
-	bool terminate;           /* the next outcome check also ends that backend */
-	bool terminate_failed;    /* ending it was refused: only look from now on */
-	PgConn *held_conn;        /* fault before_one_phase_commit:drop: a connection abandoned open */
+	bool terminate;        /* the next outcome check also ends that backend */
+	bool terminate_failed; /* ending it was refused: only look from now on */
+	int backend_pid;       /* the backend that ran it (to end it if its COMMIT hangs) */
+	PgConn *held_conn;     /* fault before_one_phase_commit:drop: a connection abandoned open */
 };
 
 typedef void (*TxnReplyFn)(Txn *txn, void *arg);

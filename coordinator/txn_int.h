@@ -9,6 +9,43 @@
 #include "txn.h"
 
 /* txn.c */
+/* Room for "<verb> '<gid>'": PREPARE TRANSACTION, COMMIT or ROLLBACK PREPARED. */
+#define OP_SQL_MAX (GID_OURS_MAX + 24)
+
+/* What a branch needs only while a job of its own runs on a connection
+ * (phase 1; COMMIT or ROLLBACK PREPARED; one-phase COMMIT and its outcome
+ * check). Allocated when the branch has its connection, freed with the
+ * job's results: branches waiting in a pool queue do not carry it, so its
+ * memory is bounded by the pools, not by the transactions in flight. */
+typedef struct BranchOp {
+	PgJob job; /* job.arg is the branch */
+	/* Phase 1: where its answers are in job.results (SIZE_MAX: not sent). */
+	size_t q_stmt0, q_xid, q_prepare;
+	char sql[OP_SQL_MAX];
+	union {
+		struct { /* phase 1: the session settings, when it sets them */
+			char tparams[2][24];
+			const char *tparam_ptrs[2];
+		};
+		struct { /* one-phase: the outcome check (txid, backend pid, 32-bit xid) */
+			char check_params[3][24];
+			const char *check_ptrs[3];
+		};
+	};
+	PgQuery queries[]; /* job.queries */
+} BranchOp;
+
+/* Gives b a fresh op (ending any earlier one) with room for nqueries,
+ * whose job calls done with b as its arg. */
+BranchOp *branch_op_new(Branch *b, size_t nqueries, PgJobDoneFn done);
+/* Frees b's op and its job's results (nothing if it has none). */
+void branch_op_end(Branch *b);
+/* Writes "<verb><b's GID>'" into buf (OP_SQL_MAX bytes), e.g. verb
+ * "COMMIT PREPARED '". The GID is built, not stored: see gid.h. */
+const char *branch_op_text(const Branch *b, const char *verb, char *buf);
+/* b's GID into buf (GID_OURS_MAX bytes), for messages. */
+const char *branch_gid(const Branch *b, char *buf);
+
 /* The configuration the manager runs with. */
 const Config *txnmgr_cfg(const TxnMgr *m);
 /* The only place a transaction changes state; refuses impossible moves. */

@@ -128,11 +128,6 @@ void onephase_commit(Branch *b, PgConn *conn)
 	t->decided_us = now_mono_us();
 	b->backend_pid = PQbackendPID(pgconn_pq(conn));
 	b->state = BR_COMMITTING;
-	b->queries[0] = (PgQuery){.sql = "COMMIT", .reuse = true};
-	b->job.queries = b->queries;
-	b->job.nqueries = 1;
-	b->job.done = on_commit_job;
-	b->job.arg = b;
 	if (FAULT_DROP(FAULT_BEFORE_ONE_PHASE_COMMIT)) {
 		/* As if COMMIT were lost on the way: the backend keeps waiting,
 		 * its transaction open, on a connection we no longer use. */
@@ -140,18 +135,21 @@ void onephase_commit(Branch *b, PgConn *conn)
 		commit_lost(b, "connection lost before COMMIT arrived (fault point before_one_phase_commit)");
 		return;
 	}
+	BranchOp *op = branch_op_new(b, 1, on_commit_job);
+	op->queries[0] = (PgQuery){.sql = "COMMIT", .reuse = true};
+	op->job.nqueries = 1;
 	b->conn = conn;
 	b->op_active = true;
 	b->op_started_us = now_mono_us();
 	txnmgr_wake(t->mgr, b->op_started_us + txnmgr_cfg(t->mgr)->phase2_timeout_ms * 1000);
-	pgconn_run(conn, &b->job);
+	pgconn_run(conn, &op->job);
 	if (FAULT_DROP(FAULT_AFTER_ONE_PHASE_COMMIT_SENT)) {
 		/* COMMIT is on the wire; the connection goes before its answer
 		 * (the job's callback never runs for a freed connection). */
 		pool_discard(b->pool, conn);
 		b->conn = NULL;
 		b->op_active = false;
-		pgjob_clear_results(&b->job);
+		branch_op_end(b);
 		commit_lost(b, "connection lost after COMMIT was sent (fault point after_one_phase_commit_sent)");
 	}
 }
@@ -168,7 +166,7 @@ static void on_commit_job(PgJob *job, PgConn *conn, PgJobStatus st)
 	b->op_active = false;
 	if (st == PGJOB_CONN_LOST) {
 		snprintf(why, sizeof(why), "connection lost after COMMIT was sent: %s", job->error);
-		pgjob_clear_results(job);
+		branch_op_end(b);
 		pool_release(b->pool, conn);
 		commit_lost(b, why);
 		return;
@@ -177,7 +175,7 @@ static void on_commit_job(PgJob *job, PgConn *conn, PgJobStatus st)
 	snprintf(sqlstate, sizeof(sqlstate), "%s", pg_sqlstate(r));
 	snprintf(tag, sizeof(tag), "%s", r ? PQcmdStatus(r) : "");
 	pg_result_message(r, msg, sizeof(msg));
-	pgjob_clear_results(job);
+	branch_op_end(b);
 	if (rs == PGRES_COMMAND_OK && strcmp(tag, "COMMIT") == 0)
 		branch_session_kept(b, conn);
 	pool_release(b->pool, conn);
@@ -228,24 +226,22 @@ static void on_check_conn(PoolWaiter *w, PgConn *conn, const char *err)
 		check_later(b);
 		return;
 	}
-	snprintf(b->check_params[0], sizeof(b->check_params[0]), "%llu", (unsigned long long)b->xid);
-	snprintf(b->check_params[1], sizeof(b->check_params[1]), "%d", b->backend_pid);
-	snprintf(b->check_params[2], sizeof(b->check_params[2]), "%llu",
+	BranchOp *op = branch_op_new(b, 2, on_check_job);
+	snprintf(op->check_params[0], sizeof(op->check_params[0]), "%llu", (unsigned long long)b->xid);
+	snprintf(op->check_params[1], sizeof(op->check_params[1]), "%d", b->backend_pid);
+	snprintf(op->check_params[2], sizeof(op->check_params[2]), "%llu",
 	         (unsigned long long)(b->xid & 0xffffffffULL)); /* the txid without its epoch */
 	for (int i = 0; i < 3; i++)
-		b->check_ptrs[i] = b->check_params[i];
+		op->check_ptrs[i] = op->check_params[i];
 	b->terminate = !b->terminate_failed && b->backend_pid > 0 && now_mono_us() - t->lost_us >= TERMINATE_AFTER_US;
 	if (b->terminate)
-		b->queries[q++] = (PgQuery){.sql = TERMINATE_SQL, .nparams = 2, .params = &b->check_ptrs[1]};
-	b->queries[q++] = (PgQuery){.sql = STATUS_SQL, .nparams = 1, .params = &b->check_ptrs[0]};
-	b->job.queries = b->queries;
-	b->job.nqueries = q;
-	b->job.done = on_check_job;
-	b->job.arg = b;
+		op->queries[q++] = (PgQuery){.sql = TERMINATE_SQL, .nparams = 2, .params = &op->check_ptrs[1]};
+	op->queries[q++] = (PgQuery){.sql = STATUS_SQL, .nparams = 1, .params = &op->check_ptrs[0]};
+	op->job.nqueries = q;
 	b->conn = conn;
 	b->op_started_us = now_mono_us();
 	txnmgr_wake(t->mgr, b->op_started_us + txnmgr_cfg(t->mgr)->phase2_timeout_ms * 1000);
-	pgconn_run(conn, &b->job);
+	pgconn_run(conn, &op->job);
 }
 
 static void check_outcome(Branch *b)
@@ -274,7 +270,7 @@ static void on_check_job(PgJob *job, PgConn *conn, PgJobStatus st)
 	if (st == PGJOB_CONN_LOST) {
 		log_txn(LOG_WARNING, t->id, "participant=%s connection lost asking txid_status: %s; will retry",
 		        b->name, job->error);
-		pgjob_clear_results(job);
+		branch_op_end(b);
 		pool_release(b->pool, conn);
 		check_later(b);
 		return;
@@ -303,7 +299,7 @@ static void on_check_job(PgJob *job, PgConn *conn, PgJobStatus st)
 		snprintf(sqlstate, sizeof(sqlstate), "%s", pg_sqlstate(r));
 		pg_result_message(r, msg, sizeof(msg));
 	}
-	pgjob_clear_results(job);
+	branch_op_end(b);
 	pool_release(b->pool, conn);
 
 	if (rs == PGRES_TUPLES_OK && !isnull && strcmp(status, "committed") == 0) {
@@ -342,7 +338,7 @@ void onephase_tick(Txn *t, int64_t now)
 		pool_discard(b->pool, b->conn);
 		b->conn = NULL;
 		b->op_active = false;
-		pgjob_clear_results(&b->job);
+		branch_op_end(b);
 		snprintf(why, sizeof(why), "no answer to COMMIT in %lld ms",
 		         (long long)txnmgr_cfg(t->mgr)->phase2_timeout_ms);
 		commit_lost(b, why); /* may end t */
@@ -357,7 +353,7 @@ void onephase_tick(Txn *t, int64_t now)
 		pool_discard(b->pool, b->conn);
 		b->conn = NULL;
 		b->op_active = false;
-		pgjob_clear_results(&b->job);
+		branch_op_end(b);
 		check_later(b);
 	}
 	if (!b->op_active && b->retry_at_us != 0 && now >= b->retry_at_us)

@@ -38,6 +38,7 @@ struct Phase2Batch {
 	size_t n;
 	Branch **branches; /* branches[i] answers job.queries[i] */
 	PgQuery *queries;
+	char (*texts)[OP_SQL_MAX]; /* queries[i].sql */
 	Phase2Batch *prev, *next; /* the owner's list of batches under way */
 };
 
@@ -72,7 +73,6 @@ void phase2_enqueue(Phase2 *m, Branch *b)
 	b->op_started_us = now_mono_us();
 	txnmgr_wake(b->txn->mgr, b->op_started_us + m->cfg->phase2_timeout_ms * 1000);
 	b->retry_at_us = 0;
-	str_concat(b->op_sql, sizeof(b->op_sql), "COMMIT PREPARED '", b->gid, "'", (char *)NULL);
 	event_active(m->flush, 0, 0);
 }
 
@@ -107,16 +107,17 @@ static void phase2_send(Phase2 *m, Phase2Queue *q)
 		return;
 	}
 	hist_observe(m->hist, (double)q->n);
-	batch = xcalloc(1, sizeof(*batch) + q->n * (sizeof(Branch *) + sizeof(PgQuery)));
+	batch = xcalloc(1, sizeof(*batch) + q->n * (sizeof(Branch *) + sizeof(PgQuery) + OP_SQL_MAX));
 	batch->branches = (Branch **)(batch + 1);
 	batch->queries = (PgQuery *)(batch->branches + q->n);
+	batch->texts = (char(*)[OP_SQL_MAX])(batch->queries + q->n);
 	batch->n = q->n;
 	batch->pool = q->v[0]->pool;
 	batch->owner = m;
 	for (size_t i = 0; i < q->n; i++) {
 		Branch *b = q->v[i];
 		batch->branches[i] = b;
-		batch->queries[i] = (PgQuery){.sql = b->op_sql};
+		batch->queries[i] = (PgQuery){.sql = branch_op_text(b, "COMMIT PREPARED '", batch->texts[i])};
 		b->batch = batch;
 		if (carrier == NULL)
 			carrier = b->conn;
