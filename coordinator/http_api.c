@@ -152,9 +152,11 @@ static void reply_committed(HttpRequest *req, Txn *t)
 		return;
 	}
 	{
-		char *text = txn_result_text(t, txn_phase2_pending(t), true);
-		http_respond(req, 200, "application/json", text, strlen(text));
-		free(text);
+		char buf[1024];
+		StrBuf sb = SB_IN(buf);
+		txn_result_text(t, txn_phase2_pending(t), true, &sb);
+		http_respond(req, 200, "application/json", sb.p, sb.len);
+		sb_free(&sb);
 	}
 }
 

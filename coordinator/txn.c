@@ -272,8 +272,9 @@ BranchOp *branch_op_new(Branch *b, size_t nqueries, PgJobDoneFn done)
 	BranchOp *op;
 
 	branch_op_end(b);
-	op = xcalloc(1, sizeof(BranchOp) + nqueries * sizeof(PgQuery));
+	op = xcalloc(1, sizeof(BranchOp) + nqueries * (sizeof(PgQuery) + sizeof(PGresult *)));
 	op->job.queries = op->queries;
+	op->job.result_room = (PGresult **)(op->queries + nqueries);
 	op->job.done = done;
 	op->job.arg = b;
 	op->q_stmt0 = op->q_xid = op->q_prepare = NO_QUERY;
@@ -593,7 +594,8 @@ static void on_phase1_job(PgJob *job, PgConn *conn, PgJobStatus st)
 	char msg[512];
 	bool prepared = false, failed_before_prepare = false;
 	size_t q_stmt0 = b->op->q_stmt0, q_xid = b->op->q_xid, q_prepare = b->op->q_prepare;
-	StrBuf res = {0};
+	char resbuf[256];
+	StrBuf res = SB_IN(resbuf);
 
 	b->conn = NULL;
 	b->op_active = false;
@@ -757,26 +759,23 @@ static void start_abort(Txn *t);
 
 /* Written straight as text: the branches' results are JSON text already
  * (phase 1), so nothing is parsed or re-serialised here. */
-char *txn_result_text(const Txn *t, bool phase2_pending, bool newline)
+void txn_result_text(const Txn *t, bool phase2_pending, bool newline, StrBuf *sb)
 {
-	StrBuf sb = {0};
-
-	sb_puts(&sb, "{\"id\":\"");
-	sb_puts(&sb, t->id_hex);
-	sb_puts(&sb, "\",\"outcome\":\"committed\",\"branches\":{");
+	sb_puts(sb, "{\"id\":\"");
+	sb_puts(sb, t->id_hex);
+	sb_puts(sb, "\",\"outcome\":\"committed\",\"branches\":{");
 	for (size_t i = 0; i < t->nbranches; i++) {
 		const Branch *b = &t->branches[i];
 		if (i > 0)
-			sb_puts(&sb, ",");
-		sb_json_string(&sb, b->name);
-		sb_puts(&sb, ":");
-		sb_puts(&sb, b->results ? b->results : "[]");
+			sb_puts(sb, ",");
+		sb_json_string(sb, b->name);
+		sb_puts(sb, ":");
+		sb_puts(sb, b->results ? b->results : "[]");
 	}
-	sb_puts(&sb, "}");
+	sb_puts(sb, "}");
 	if (phase2_pending)
-		sb_puts(&sb, ",\"phase2\":\"pending\"");
-	sb_puts(&sb, newline ? "}\n" : "}");
-	return sb_take(&sb);
+		sb_puts(sb, ",\"phase2\":\"pending\"");
+	sb_puts(sb, newline ? "}\n" : "}");
 }
 
 /* The response a retry with the same Idempotency-Key will get; past
@@ -784,10 +783,12 @@ char *txn_result_text(const Txn *t, bool phase2_pending, bool newline)
  * stay small). */
 static void build_idem_response(Txn *t)
 {
-	char *text = txn_result_text(t, false, false);
+	StrBuf sb = {0};
+	char *text;
 
+	txn_result_text(t, false, false, &sb);
+	text = sb_take(&sb);
 	if ((int64_t)strlen(text) > t->mgr->cfg->idempotency_max_response_bytes) {
-		StrBuf sb = {0};
 		free(text);
 		sb_printf(&sb, "{\"id\":\"%s\",\"outcome\":\"committed\",\"branches\":null,\"results_omitted\":true}",
 		          t->id_hex);

@@ -238,8 +238,8 @@ Txn *txn_begin(TxnMgr *m, TxnRequest *req, IdemEntry *idem, TxnReplyFn reply, vo
 
 /* The committed response, compact JSON: {"id", "outcome": "committed",
  * "branches"} and, if phase2_pending, "phase2": "pending"; with newline,
- * a '\n' after it (the HTTP body); the caller frees it. */
-char *txn_result_text(const Txn *t, bool phase2_pending, bool newline);
+ * a '\n' after it (the HTTP body). Appended to sb. */
+void txn_result_text(const Txn *t, bool phase2_pending, bool newline, StrBuf *out);
 /* Why it aborted ("" if it did not). */
 static inline const char *txn_message(const Txn *t)
 {

@@ -107,10 +107,11 @@ static void phase2_send(Phase2 *m, Phase2Queue *q)
 		return;
 	}
 	hist_observe(m->hist, (double)q->n);
-	batch = xcalloc(1, sizeof(*batch) + q->n * (sizeof(Branch *) + sizeof(PgQuery) + OP_SQL_MAX));
+	batch = xcalloc(1, sizeof(*batch) + q->n * (sizeof(Branch *) + sizeof(PgQuery) + sizeof(PGresult *) + OP_SQL_MAX));
 	batch->branches = (Branch **)(batch + 1);
 	batch->queries = (PgQuery *)(batch->branches + q->n);
-	batch->texts = (char(*)[OP_SQL_MAX])(batch->queries + q->n);
+	batch->job.result_room = (PGresult **)(batch->queries + q->n);
+	batch->texts = (char(*)[OP_SQL_MAX])(batch->job.result_room + q->n);
 	batch->n = q->n;
 	batch->pool = q->v[0]->pool;
 	batch->owner = m;

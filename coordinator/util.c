@@ -163,7 +163,14 @@ void sb_append(StrBuf *b, const char *s, size_t n)
 		size_t cap = b->cap ? b->cap : 64;
 		while (cap < b->len + n + 1)
 			cap *= 2;
-		b->p = xrealloc(b->p, cap);
+		if (b->borrowed) {
+			char *p = xmalloc(cap);
+			memcpy(p, b->p, b->len);
+			b->p = p;
+			b->borrowed = false;
+		} else {
+			b->p = xrealloc(b->p, cap);
+		}
 		b->cap = cap;
 	}
 	memcpy(b->p + b->len, s, n);
@@ -246,13 +253,23 @@ void sb_json_string(StrBuf *b, const char *s)
 
 char *sb_take(StrBuf *b)
 {
-	char *p = b->p ? b->p : xstrdup("");
+	char *p;
+
+	if (b->borrowed) {
+		/* Exactly its size: what is kept should not carry slack. */
+		p = xmalloc(b->len + 1);
+		memcpy(p, b->p, b->len);
+		p[b->len] = '\0';
+	} else {
+		p = b->p ? b->p : xstrdup("");
+	}
 	memset(b, 0, sizeof(*b));
 	return p;
 }
 
 void sb_free(StrBuf *b)
 {
-	free(b->p);
+	if (!b->borrowed)
+		free(b->p);
 	memset(b, 0, sizeof(*b));
 }

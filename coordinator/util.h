@@ -49,11 +49,14 @@ size_t fmt_i64(char *buf, int64_t v);
  * buf; false (buf cut, still terminated) if they do not fit. */
 bool str_concat(char *buf, size_t len, ...) __attribute__((sentinel));
 
-/* A growing string (always NUL-terminated once anything was added). */
+/* A growing string (always NUL-terminated once anything was added). It may
+ * start in a caller's array (SB_IN): no allocation until it outgrows it. */
 typedef struct StrBuf {
 	char *p;
 	size_t len, cap;
+	bool borrowed; /* p is the caller's array, not ours to free */
 } StrBuf;
+#define SB_IN(array) {.p = (array), .cap = sizeof(array), .borrowed = true}
 void sb_append(StrBuf *b, const char *s, size_t n);
 static inline void sb_puts(StrBuf *b, const char *s)
 {

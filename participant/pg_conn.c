@@ -525,7 +525,12 @@ static void on_defer(evutil_socket_t fd, short what, void *arg)
 
 void pgconn_run(PgConn *c, PgJob *job)
 {
-	job->results = xcalloc(job->nqueries ? job->nqueries : 1, sizeof(PGresult *));
+	if (job->result_room != NULL) {
+		job->results = job->result_room;
+		memset(job->results, 0, job->nqueries * sizeof(PGresult *));
+	} else {
+		job->results = xcalloc(job->nqueries ? job->nqueries : 1, sizeof(PGresult *));
+	}
 	job->nresults = 0;
 	job->error[0] = '\0';
 	job->sent = false;
@@ -579,7 +584,8 @@ void pgjob_clear_results(PgJob *job)
 			if (job->results[i])
 				PQclear(job->results[i]);
 		}
-		free(job->results);
+		if (job->results != job->result_room)
+			free(job->results);
 	}
 	job->results = NULL;
 	job->nresults = 0;

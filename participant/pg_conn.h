@@ -79,6 +79,9 @@ struct PgJob {
 	 * batches of COMMIT PREPARED, which refuse to run in a transaction
 	 * block). Still one write and one round trip. */
 	bool sync_each;
+	/* Optional: room for nqueries results that the caller owns (saves an
+	 * allocation per run); NULL: the driver allocates it. */
+	PGresult **result_room;
 	/* Set by the driver: results[i] answers queries[i] (NULL if none came).
 	 * The callback owns them: pgjob_clear_results() frees them. */
 	PGresult **results;
