@@ -30,6 +30,25 @@ bool gid_build(char *buf, size_t buflen, const char *coord_id, uint64_t txn_id, 
 	       strlen(buf) < GID_MAX;
 }
 
+size_t gid_write(char *p, const char *prefix, size_t plen, const char *id_hex, unsigned participant_index)
+{
+	char *start = p;
+
+	memcpy(p, prefix, plen);
+	p += plen;
+	memcpy(p, id_hex, TXN_ID_HEX);
+	p += TXN_ID_HEX;
+	*p++ = '_';
+	p += fmt_i64(p, participant_index);
+	return (size_t)(p - start);
+}
+
+size_t gid_prefix(char *buf, const char *coord_id)
+{
+	str_concat(buf, GID_OURS_MAX, GID_PREFIX, coord_id, "_", (char *)NULL);
+	return strlen(buf);
+}
+
 static int hexval(char c)
 {
 	if (c >= '0' && c <= '9')

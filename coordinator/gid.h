@@ -27,6 +27,15 @@
 /* Formats a GID into buf (GID_MAX bytes). */
 bool gid_build(char *buf, size_t buflen, const char *coord_id, uint64_t txn_id, unsigned participant_index) WARN_UNUSED;
 
+/* The hot path's gid_build(), for the transaction manager: prefix is
+ * gid_prefix()'s "twopc_<coordinator id>_" (plen bytes), id_hex the
+ * transaction id as txn_id_format() writes it. Writes the GID at p without
+ * a NUL (room: GID_OURS_MAX) and returns its length. Same text as
+ * gid_build(). */
+size_t gid_write(char *p, const char *prefix, size_t plen, const char *id_hex, unsigned participant_index);
+/* "twopc_<coordinator id>_" into buf (GID_OURS_MAX bytes); its length. */
+size_t gid_prefix(char *buf, const char *coord_id);
+
 /* Parses a GID; false when it is not ours (other prefix, other coordinator,
  * malformed). */
 bool gid_parse(const char *gid, const char *coord_id, uint64_t *txn_id, unsigned *participant_index) WARN_UNUSED;

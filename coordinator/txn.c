@@ -60,6 +60,8 @@ struct TxnMgr {
 	Dlog *dlog;
 	Pool **pools; /* by participant index */
 	uint64_t next_id;
+	char gid_prefix[GID_OURS_MAX]; /* "twopc_<coordinator id>_" */
+	size_t gid_prefix_len;
 
 	Txn *head; /* in-flight list */
 	IdMap inflight;
@@ -291,27 +293,38 @@ void branch_op_end(Branch *b)
 	b->op = NULL;
 }
 
-/* "<verb><GID><close>": gid_build()'s format, from the transaction's hex id
- * already formatted. A coordinator id is at most COORD_ID_MAX long, so it
- * always fits. */
-static const char *gid_text(const Branch *b, const char *verb, const char *close, char *buf, size_t len)
+/* "<verb><GID><close>" (gid_write(): no strlen of the constant pieces;
+ * twice per branch, PREPARE and COMMIT PREPARED). */
+static const char *gid_text(const Branch *b, const char *verb, size_t vlen, bool quote, char *buf)
 {
-	char idx[24];
+	const TxnMgr *m = b->txn->mgr;
+	char *p = buf;
 
-	fmt_i64(idx, b->pindex);
-	str_concat(buf, len, verb, GID_PREFIX, b->txn->mgr->cfg->coord_id, "_", b->txn->id_hex, "_", idx, close,
-	           (char *)NULL);
+	memcpy(p, verb, vlen);
+	p += vlen;
+	p += gid_write(p, m->gid_prefix, m->gid_prefix_len, b->txn->id_hex, b->pindex);
+	if (quote)
+		*p++ = '\'';
+	*p = '\0';
 	return buf;
 }
 
-const char *branch_op_text(const Branch *b, const char *verb, char *buf)
+const char *branch_op_text(const Branch *b, BranchOpKind kind, char *buf)
 {
-	return gid_text(b, verb, "'", buf, OP_SQL_MAX);
+	static const struct {
+		const char *text;
+		size_t len;
+	} verbs[] = {
+	    [OP_PREPARE] = {"PREPARE TRANSACTION '", 21},
+	    [OP_COMMIT_PREPARED] = {"COMMIT PREPARED '", 17},
+	    [OP_ROLLBACK_PREPARED] = {"ROLLBACK PREPARED '", 19},
+	};
+	return gid_text(b, verbs[kind].text, verbs[kind].len, true, buf);
 }
 
 const char *branch_gid(const Branch *b, char *buf)
 {
-	return gid_text(b, "", "", buf, GID_OURS_MAX);
+	return gid_text(b, "", 0, false, buf);
 }
 
 void txn_set_message(Txn *t, const char *fmt, ...)
@@ -545,7 +558,7 @@ static void phase1_pipeline(Branch *b)
 	if (!t->one_phase) {
 		/* The GID is ours alone, never client text, so it is safe as a literal. */
 		op->q_prepare = q;
-		qs[q++] = (PgQuery){.sql = branch_op_text(b, "PREPARE TRANSACTION '", op->sql)};
+		qs[q++] = (PgQuery){.sql = branch_op_text(b, OP_PREPARE, op->sql)};
 	}
 	op->job.nqueries = q;
 }
@@ -578,6 +591,11 @@ static bool is_txn_control_tag(const char *tag)
 	static const char *const tags[] = {
 	    "BEGIN",           "START TRANSACTION", "COMMIT", "ROLLBACK", "PREPARE TRANSACTION",
 	    "COMMIT PREPARED", "ROLLBACK PREPARED"};
+
+	/* Every statement's tag passes here: most (UPDATE, INSERT, SELECT,
+	 * DELETE) are told apart by their first letter. */
+	if (strchr("BSCRP", tag[0]) == NULL || tag[0] == '\0')
+		return false;
 	for (size_t i = 0; i < ARRAY_LEN(tags); i++) {
 		if (strcmp(tag, tags[i]) == 0)
 			return true;
@@ -894,7 +912,7 @@ static void finish_send(Branch *b, PgConn *conn)
 	BranchOp *op = branch_op_new(b, 1, on_finish_job);
 
 	op->queries[0] = (PgQuery){
-	    .sql = branch_op_text(b, b->state == BR_COMMITTING ? "COMMIT PREPARED '" : "ROLLBACK PREPARED '", op->sql)};
+	    .sql = branch_op_text(b, b->state == BR_COMMITTING ? OP_COMMIT_PREPARED : OP_ROLLBACK_PREPARED, op->sql)};
 	op->job.nqueries = 1;
 	b->conn = conn;
 	b->op_started_us = now_mono_us();
@@ -1369,6 +1387,7 @@ TxnMgr *txnmgr_new(struct event_base *base, const Config *cfg, Dlog *dlog, Pool 
 	TxnMgr *m = xcalloc(1, sizeof(*m));
 	m->base = base;
 	m->cfg = cfg;
+	m->gid_prefix_len = gid_prefix(m->gid_prefix, cfg->coord_id);
 	m->dlog = dlog;
 	m->pools = pools;
 	m->next_id = first_id ? first_id : 1;

@@ -40,9 +40,10 @@ typedef struct BranchOp {
 BranchOp *branch_op_new(Branch *b, size_t nqueries, PgJobDoneFn done);
 /* Frees b's op and its job's results (nothing if it has none). */
 void branch_op_end(Branch *b);
-/* Writes "<verb><b's GID>'" into buf (OP_SQL_MAX bytes), e.g. verb
- * "COMMIT PREPARED '". The GID is built, not stored: see gid.h. */
-const char *branch_op_text(const Branch *b, const char *verb, char *buf);
+typedef enum BranchOpKind { OP_PREPARE, OP_COMMIT_PREPARED, OP_ROLLBACK_PREPARED } BranchOpKind;
+/* Writes "PREPARE TRANSACTION '<b's GID>'" (or COMMIT / ROLLBACK PREPARED)
+ * into buf (OP_SQL_MAX bytes). The GID is built, not stored: see gid.h. */
+const char *branch_op_text(const Branch *b, BranchOpKind kind, char *buf);
 /* b's GID into buf (GID_OURS_MAX bytes), for messages. */
 const char *branch_gid(const Branch *b, char *buf);
 

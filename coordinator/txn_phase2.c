@@ -118,7 +118,7 @@ static void phase2_send(Phase2 *m, Phase2Queue *q)
 	for (size_t i = 0; i < q->n; i++) {
 		Branch *b = q->v[i];
 		batch->branches[i] = b;
-		batch->queries[i] = (PgQuery){.sql = branch_op_text(b, "COMMIT PREPARED '", batch->texts[i])};
+		batch->queries[i] = (PgQuery){.sql = branch_op_text(b, OP_COMMIT_PREPARED, batch->texts[i])};
 		b->batch = batch;
 		if (carrier == NULL)
 			carrier = b->conn;

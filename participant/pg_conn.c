@@ -230,12 +230,22 @@ void pgconn_set_next(PgConn *c, PgConn *next)
 }
 /* ---- the statement cache ------------------------------------------------- */
 
-static uint64_t text_hash(const char *s)
+/* A hash of the text, eight bytes at a time (every reused query is looked
+ * up per transaction; strcmp confirms a match, so it need only spread). */
+static uint64_t text_hash(const char *s, size_t n)
 {
-	uint64_t h = 14695981039346656037ULL; /* FNV-1a */
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-	return h;
+	uint64_t h = 14695981039346656037ULL ^ n, w;
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		memcpy(&w, s + i, 8);
+		h = (h ^ w) * 1099511628211ULL;
+		h ^= h >> 29;
+	}
+	w = 0;
+	memcpy(&w, s + i, n - i);
+	h = (h ^ w) * 1099511628211ULL;
+	return h ^ (h >> 32);
 }
 
 /* The cache entry for sql, creating a SEEN one on a first sighting (*fresh
@@ -243,7 +253,8 @@ static uint64_t text_hash(const char *s)
  * prepared statements). */
 static int stmt_lookup(PgConn *c, const char *sql, bool *fresh)
 {
-	uint64_t h = text_hash(sql);
+	size_t len = strlen(sql);
+	uint64_t h = text_hash(sql, len);
 	int free_slot = -1;
 
 	for (int i = 0; i < PGCONN_STMT_CACHE; i++) {
@@ -258,7 +269,7 @@ static int stmt_lookup(PgConn *c, const char *sql, bool *fresh)
 			return i;
 		}
 	}
-	if (strlen(sql) > 8192)
+	if (len > 8192)
 		return -1;
 	if (free_slot < 0) {
 		/* Full: replace one not prepared, round robin; prepared ones stay. */

@@ -60,6 +60,35 @@ START_TEST(test_gid_exact_format)
 }
 END_TEST
 
+/* gid_write() (the transaction manager's hot path) writes exactly what
+ * gid_build() does, for short and longest coordinator ids, every kind of
+ * id and multi-digit participant indexes. */
+START_TEST(test_gid_write_matches_build)
+{
+	static const char *const coords[] = {"a", "node_1", "c0ffee", "abcdefghijklmnopqrstuvwxyz012345"};
+	static const uint64_t ids[] = {0, 1, 0xff, 0x0123456789abcdefULL, UINT64_MAX};
+	static const unsigned idx[] = {0, 7, 9, 10, 63, 65535};
+
+	for (size_t c = 0; c < sizeof(coords) / sizeof(coords[0]); c++) {
+		char prefix[GID_OURS_MAX];
+		size_t plen = gid_prefix(prefix, coords[c]);
+		ck_assert_uint_eq(plen, strlen(prefix));
+		for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+			char hex[TXN_ID_HEX + 1];
+			txn_id_format(hex, ids[i]);
+			for (size_t k = 0; k < sizeof(idx) / sizeof(idx[0]); k++) {
+				char want[GID_MAX], got[GID_OURS_MAX + 1];
+				ck_assert(gid_build(want, sizeof(want), coords[c], ids[i], idx[k]));
+				size_t n = gid_write(got, prefix, plen, hex, idx[k]);
+				ck_assert_uint_le(n, GID_OURS_MAX - 1);
+				got[n] = '\0';
+				ck_assert_str_eq(got, want);
+			}
+		}
+	}
+}
+END_TEST
+
 START_TEST(test_gid_round_trip)
 {
 	static const unsigned indices[] = {0, 1, 9, 10, 63, 64, 100, 999, 1000, 65534, 65535};
@@ -480,6 +509,7 @@ static Suite *gid_suite(void)
 	TCase *tc = tcase_create("gid");
 	tcase_add_test(tc, test_gid_exact_format);
 	tcase_add_test(tc, test_gid_round_trip);
+	tcase_add_test(tc, test_gid_write_matches_build);
 	tcase_add_test(tc, test_gid_parse_rejects_malformed);
 	tcase_add_test(tc, test_gid_no_cross_claims);
 	tcase_add_test(tc, test_gid_length_limit);
