@@ -27,9 +27,27 @@ void *xmalloc(size_t n)
 
 void *xcalloc(size_t n, size_t size)
 {
-	void *p = calloc(n ? n : 1, size ? size : 1);
+	size_t total;
+	void *p;
+
+	if (n == 0 || size == 0)
+		n = size = 1;
+	if (__builtin_mul_overflow(n, size, &total))
+		oom(SIZE_MAX);
+	if (total >= 64 * 1024) {
+		/* Large: calloc may hand out fresh zero pages without touching them. */
+		p = calloc(1, total);
+	} else {
+		/* Small (every per-transaction struct): glibc's calloc skips its
+		 * per-thread cache, malloc does not. */
+		p = malloc(total);
+		/* Keeps the compiler from folding malloc + memset back into calloc. */
+		__asm__ volatile("" : : "r"(p) : "memory");
+		if (p != NULL)
+			memset(p, 0, total);
+	}
 	if (p == NULL)
-		oom(n * size);
+		oom(total);
 	return p;
 }
 
