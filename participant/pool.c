@@ -98,6 +98,14 @@ static void schedule_dispatch(Pool *p)
 	event_active(p->ev_dispatch, 0, 0);
 }
 
+/* After a connection came back or went: only waiters have a use for a
+ * dispatch (with none, dispatch() does nothing). */
+static void dispatch_if_waiting(Pool *p)
+{
+	if (p->nwaiters > 0)
+		schedule_dispatch(p);
+}
+
 static void waiter_unlink(Pool *p, PoolWaiter *w)
 {
 	if (w->prev)
@@ -357,14 +365,14 @@ void pool_release(Pool *p, PgConn *conn)
 	}
 	list_push(&p->idle, conn);
 	p->nidle++;
-	schedule_dispatch(p);
+	dispatch_if_waiting(p);
 }
 
 void pool_discard(Pool *p, PgConn *conn)
 {
 	p->nbusy--;
 	pgconn_free(conn);
-	schedule_dispatch(p);
+	dispatch_if_waiting(p);
 }
 
 void pool_tick(Pool *p, int64_t now)
