@@ -26,13 +26,16 @@
  *
  * Memory: one malloc, the arena (TxnRequest.arena), sized from the body
  * before the pass: at most one branch per participant, one statement per
- * '{', one parameter per ',' or '{' (each parameter follows a ',' or opens
- * its statement's list) and len bytes of text (a string never grows when
- * unescaped, and an integer's text with its NUL fits in its digits and the
- * byte after them). Each allocation is checked against the arena's end
- * anyway. The bounds may be several times what a body needs (a ',' inside
- * a string counts as a parameter), so bodies over FAST_MAX_BODY, rare,
- * go to jansson: the arena stays under a few MB whatever the body.
+ * '{' but the body's and "branches"', one parameter per ',' or statement
+ * (each parameter follows a ',' or opens its statement's list) and len
+ * bytes of text (a string never grows when unescaped, and an integer's
+ * text with its NUL fits in its digits and the byte after them). Each
+ * allocation is checked against the arena's end anyway. The bounds may be
+ * several times what a body needs (a ',' inside a string counts as a
+ * parameter), so bodies over FAST_MAX_BODY, rare, go to jansson: the arena
+ * stays under a few MB whatever the body. The text comes last in the
+ * arena, and what the pass left of it is given back (arena_trim): a
+ * request stays in memory as long as its transaction is in flight.
  */
 #include "request_int.h"
 
@@ -595,6 +598,38 @@ static size_t count_byte(const char *s, size_t len, int c)
 	return n;
 }
 
+/* Moves p by delta if it pointed into the old block [lo, hi). */
+static const char *rebased(const char *p, uintptr_t lo, uintptr_t hi, ptrdiff_t delta)
+{
+	return p != NULL && (uintptr_t)p >= lo && (uintptr_t)p < hi ? p + delta : p;
+}
+
+/* Gives back the arena's unused tail (its text comes last): realloc
+ * shrinks a block in place (glibc), so this is cheap; should the block
+ * move (other allocators, ASan), every pointer into it follows. */
+static void arena_trim(TxnRequest *req, size_t used)
+{
+	uintptr_t lo = (uintptr_t)req->arena, hi = lo + used;
+	char *a = xrealloc(req->arena, used);
+	ptrdiff_t delta = (ptrdiff_t)((uintptr_t)a - lo);
+
+	req->arena = a;
+	if (delta == 0)
+		return;
+	req->branches = (ReqBranch *)(void *)rebased((const char *)req->branches, lo, hi, delta);
+	for (size_t i = 0; i < req->nbranches; i++) {
+		ReqBranch *b = &req->branches[i];
+		b->stmts = (ReqStatement *)(void *)rebased((const char *)b->stmts, lo, hi, delta);
+		for (size_t j = 0; j < b->nstmts; j++) {
+			ReqStatement *s = &b->stmts[j];
+			s->sql = rebased(s->sql, lo, hi, delta);
+			s->params = (const char **)(void *)rebased((const char *)s->params, lo, hi, delta);
+			for (int k = 0; k < s->nparams; k++)
+				s->params[k] = rebased(s->params[k], lo, hi, delta);
+		}
+	}
+}
+
 bool request_parse_fast(const char *body, size_t len, const Config *cfg, TxnRequest *req)
 {
 	size_t nbranches, nstmts, nparams, size;
@@ -609,8 +644,9 @@ bool request_parse_fast(const char *body, size_t len, const Config *cfg, TxnRequ
 	if ((int64_t)nbranches > cfg->max_branches)
 		nbranches = (size_t)cfg->max_branches;
 	nstmts = count_byte(body, len, '{');
-	if (nstmts == 0)
+	if (nstmts < 3)
 		return false;
+	nstmts -= 2; /* the body's object and "branches" */
 	nparams = count_byte(body, len, ',') + nstmts;
 	size = nbranches * sizeof(ReqBranch) + nstmts * sizeof(ReqStatement) + nparams * sizeof(char *) + len + 1;
 
@@ -635,5 +671,6 @@ bool request_parse_fast(const char *body, size_t len, const Config *cfg, TxnRequ
 		request_free(req);
 		return false;
 	}
+	arena_trim(req, (size_t)(f.text - (char *)req->arena));
 	return true;
 }
