@@ -236,7 +236,7 @@ static bool idempotency_begin(HttpApi *api, HttpRequest *req, const char *body, 
 {
 	const char *h = http_request_header(req, "Idempotency-Key");
 	IdemStore *store = txnmgr_idem(api->mgr);
-	char key[IDEM_KEY_MAX + 1], why[160], detail[256], retry[24];
+	char key[IDEM_KEY_MAX + 1], why[160], detail[256], retry[24], peer[HTTP_PEER_MAX];
 	uint8_t fp[IDEM_FP_LEN];
 	const char *text;
 	size_t tlen;
@@ -254,8 +254,8 @@ static bool idempotency_begin(HttpApi *api, HttpRequest *req, const char *body, 
 		return true;
 	case IDEM_REPLAY:
 		text = idem_entry_response(*idem, &tlen);
-		log_debug("http %s: Idempotency-Key replayed for transaction %016llx", http_request_peer(req),
-		          (unsigned long long)idem_entry_txn(*idem));
+		log_debug("http %s: Idempotency-Key replayed for transaction %016llx",
+		          http_request_peer(req, peer, sizeof(peer)), (unsigned long long)idem_entry_txn(*idem));
 		http_response_header(req, "Idempotent-Replayed", "true");
 		send_text(req, idem_entry_status(*idem), "application/json", xstrdup(text));
 		*idem = NULL;
@@ -428,6 +428,7 @@ static void method_not_allowed(HttpRequest *req, const char *allow)
 static bool authorized(HttpApi *api, HttpRequest *req)
 {
 	const char *h;
+	char peer[HTTP_PEER_MAX];
 
 	if (api->auth == NULL)
 		return true;
@@ -435,7 +436,7 @@ static bool authorized(HttpApi *api, HttpRequest *req)
 	if (h != NULL && auth_check_header(api->auth, h))
 		return true;
 	/* Logged before answering: http_respond() gives req back. */
-	log_info("http %s: 401 for %s %s (%s)", http_request_peer(req), http_request_method(req),
+	log_info("http %s: 401 for %s %s (%s)", http_request_peer(req, peer, sizeof(peer)), http_request_method(req),
 	         http_request_path(req), h == NULL ? "no token" : "wrong token");
 	http_response_header(req, "WWW-Authenticate", h == NULL ? "Bearer realm=\"twopcd\""
 	                                                        : "Bearer realm=\"twopcd\", error=\"invalid_token\"");

@@ -1,5 +1,7 @@
 /*
- * http_server: a small HTTP/1.1 server (see http_server.h for why).
+ * http_server: a small HTTP/1.1 server (see http_server.h for why): the
+ * connections, their sockets, the responses and the deadlines. Reading a
+ * request out of the bytes received is http_request.c's.
  *
  * A connection is always in one state, and each state but HANDLING has a
  * deadline kept by one periodic timer: connections of a state sit in a list
@@ -10,7 +12,9 @@
  *   IDLE ──first byte──> READING ──request complete──> HANDLING
  *    ^                      │ malformed / too big / 408      │ http_respond
  *    │                      v                                v
- *    └──── written, keep-alive ─────────────────────── WRITING
+ *    └──── written, keep-alive ─────────────────────── WRITING (only while
+ *                                                           │ the kernel has not
+ *                                                           │ taken it all)
  *                                                           │ written, close
  *                                                           v
  *                                                        DRAINING (write side
@@ -18,8 +22,20 @@
  *                                                        until EOF, so the
  *                                                        client reads the reply
  *                                                        before our close)
+ *
+ * I/O is plain non-blocking sockets and one struct event per connection,
+ * inside it, waiting for what the connection needs now: readable (unless
+ * the client has shut its side or is sending faster than we answer),
+ * writable (only while a response the kernel did not take whole waits).
+ * Memory is held only while there is something to hold: bytes are read
+ * into a buffer on the stack and parsed there; only what is left over (a
+ * request still arriving, pipelined requests waiting their turn) is copied
+ * to the connection's input buffer, freed once empty. A response goes out
+ * with one sendmsg() from where it lies; only what the kernel does not take
+ * is copied to an output buffer. An idle keep-alive connection is the
+ * HttpConn alone.
  */
-#include "http_server.h"
+#include "http_int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -28,44 +44,31 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
+#include <unistd.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <event2/event_struct.h>
 #include <event2/listener.h>
 #include <event2/util.h>
 
 #include "log.h"
 
-#define HTTP_MAX_HEADERS   100
-#define HTTP_INLINE_HEADERS 12 /* a request's first headers need no allocation */
-#define TICK_MS            100
-#define DRAIN_MS           2000
-#define MAX_REJECTING      256  /* 503s being written at once; past it, plain close */
-#define CHUNK_LINE_MAX     1024 /* a chunk-size line, extensions included */
+#define TICK_MS       100
+#define DRAIN_MS      2000
+#define MAX_REJECTING 256   /* 503s being written at once; past it, plain close */
+#define READ_CHUNK    16384 /* bytes read at once, into a buffer on the stack */
 
 typedef enum ConnState {
 	CONN_IDLE,     /* waiting for a request's first byte */
 	CONN_READING,  /* a request is arriving */
 	CONN_HANDLING, /* the handler has the request; no deadline here (transactions have their own) */
-	CONN_WRITING,  /* a response is being written */
+	CONN_WRITING,  /* a response the kernel did not take whole is being written */
 	CONN_DRAINING, /* answered and closing: write side shut, input discarded until EOF */
 	CONN_NSTATES,
 } ConnState;
-
-typedef enum BodyMode { BODY_NONE, BODY_LENGTH, BODY_CHUNKED } BodyMode;
-
-typedef enum ChunkState {
-	CH_SIZE,  /* expecting a chunk-size line */
-	CH_DATA,  /* inside a chunk's data */
-	CH_CRLF,  /* expecting the CRLF after a chunk's data */
-	CH_TRAILER, /* after the last chunk: trailer lines until an empty one */
-} ChunkState;
-
-typedef struct HttpConn HttpConn;
 
 typedef struct ConnList {
 	HttpConn *head, *tail;
@@ -73,43 +76,30 @@ typedef struct ConnList {
 
 struct HttpConn {
 	HttpServer *srv;
-	struct bufferevent *bev;
-	ConnState state;
-	int64_t deadline_us;
-	bool listed;           /* in srv->lists[state] (every connection is, once set up) */
+	struct event ev; /* the socket; waits for ev_flags */
 	HttpConn *prev, *next;
-	HttpRequest *req;      /* being read, handled or answered */
-	bool close_after;      /* close once the current response is written */
-	bool peer_eof;         /* the client shut its write side */
-	bool rejecting;        /* accepted past max_connections, only to send a 503 */
-	char peer[64];
-};
-
-typedef struct HttpHeader {
-	const char *name, *value;
-} HttpHeader;
-
-struct HttpRequest {
-	HttpServer *srv;
-	HttpConn *conn; /* NULL once the client is gone */
-	char *head;     /* the request line and headers, split in place */
-	const char *method, *target;
-	char *path;
-	int minor; /* HTTP/1.minor */
-	HttpHeader *hdr; /* hdr_inline until more are needed (at most HTTP_MAX_HEADERS) */
-	size_t nhdr, hdr_cap;
-	HttpHeader hdr_inline[HTTP_INLINE_HEADERS];
-	BodyMode body_mode;
-	int64_t content_length;
-	ChunkState chunk_state;
-	int64_t chunk_left;
-	size_t trailer_bytes;
-	char *body;
-	size_t body_len, body_cap;
-	bool keep_alive;
-	bool expect_continue;
-	struct evbuffer *out_headers; /* NULL until a handler adds a header */
-	char peer[64];
+	int64_t deadline_us;
+	HttpRequest *req; /* being read, handled or answered */
+	char *in;         /* received, not yet used: NULL when nothing is */
+	char *out;        /* answered, not yet taken by the kernel: NULL when nothing is */
+	uint32_t in_len, in_cap;
+	uint32_t out_off, out_len;
+	int fd;
+	short ev_flags; /* EV_READ and/or EV_WRITE: what ev is added for (0: not added) */
+	uint8_t state;  /* ConnState */
+	uint8_t family; /* the peer: AF_INET or AF_INET6 (or 0: unknown) */
+	uint16_t port;
+	uint8_t addr[16];
+	/* Flags, as bits: HttpConn is what an idle connection costs. */
+	bool listed : 1;      /* in srv->lists[state] (every open connection is, once set up) */
+	bool close_after : 1; /* close once the current response is written */
+	bool peer_eof : 1;    /* the client shut its write side */
+	bool rejecting : 1;   /* accepted past max_connections, only to send a 503 */
+	bool read_paused : 1; /* a pipelining client is too far ahead: not read until we catch up */
+	bool busy : 1;        /* conn_on_readable is running a handler: it closes c if dead, not others */
+	bool dead : 1;        /* to be closed as soon as conn_on_readable gets back */
+	bool kick : 1;        /* ev was made active to go on with pipelined requests in `in` */
+	bool closed : 1;      /* the socket is closed; kept for the handler that has req */
 };
 
 struct HttpServer {
@@ -130,8 +120,8 @@ struct HttpServer {
 	char date[64];
 };
 
-static void conn_process(HttpConn *c);
-static void conn_free(HttpConn *c);
+static void on_io(evutil_socket_t fd, short what, void *arg);
+static void conn_close(HttpConn *c);
 
 /* ---- lists and states ------------------------------------------------------ */
 
@@ -161,7 +151,7 @@ static void conn_set_state(HttpConn *c, ConnState s)
 	HttpServer *srv = c->srv;
 
 	list_remove(c);
-	c->state = s;
+	c->state = (uint8_t)s;
 	c->listed = true;
 	c->deadline_us = now_mono_us() + srv->duration_us[s];
 	c->prev = srv->lists[s].tail;
@@ -173,367 +163,168 @@ static void conn_set_state(HttpConn *c, ConnState s)
 	srv->lists[s].tail = c;
 }
 
-/* ---- requests -------------------------------------------------------------- */
+/* ---- the peer -------------------------------------------------------------- */
 
-static HttpRequest *req_new(HttpConn *c)
+static void conn_set_peer(HttpConn *c, const struct sockaddr *sa)
 {
-	HttpRequest *r = xcalloc(1, sizeof(*r));
-
-	r->srv = c->srv;
-	r->conn = c;
-	r->minor = 1;
-	r->keep_alive = true;
-	r->method = "";
-	r->target = "";
-	r->content_length = -1;
-	r->hdr = r->hdr_inline;
-	r->hdr_cap = HTTP_INLINE_HEADERS;
-	memcpy(r->peer, c->peer, sizeof(r->peer));
-	return r;
-}
-
-static void req_free(HttpRequest *r)
-{
-	if (r == NULL)
-		return;
-	free(r->head);
-	free(r->path);
-	free(r->body);
-	if (r->hdr != r->hdr_inline)
-		free(r->hdr);
-	if (r->out_headers)
-		evbuffer_free(r->out_headers);
-	free(r);
-}
-
-const char *http_request_method(const HttpRequest *req)
-{
-	return req->method;
-}
-
-const char *http_request_path(const HttpRequest *req)
-{
-	return req->path ? req->path : "";
-}
-
-const char *http_request_header(const HttpRequest *req, const char *name)
-{
-	for (size_t i = 0; i < req->nhdr; i++) {
-		if (strcasecmp(req->hdr[i].name, name) == 0)
-			return req->hdr[i].value;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+		c->family = AF_INET;
+		memcpy(c->addr, &in->sin_addr, sizeof(in->sin_addr));
+		c->port = ntohs(in->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+		c->family = AF_INET6;
+		memcpy(c->addr, &in6->sin6_addr, sizeof(in6->sin6_addr));
+		c->port = ntohs(in6->sin6_port);
 	}
-	return NULL;
 }
 
-const char *http_request_body(const HttpRequest *req, size_t *len)
+/* "ip:port" into buf (HTTP_PEER_MAX bytes suffice); returns buf. */
+static const char *conn_peer(const HttpConn *c, char *buf, size_t len)
 {
-	*len = req->body_len;
-	return req->body ? req->body : "";
+	char host[INET6_ADDRSTRLEN] = "?";
+
+	if (c->family == AF_INET || c->family == AF_INET6)
+		inet_ntop(c->family, c->addr, host, sizeof(host));
+	snprintf(buf, len, "%s:%u", host, (unsigned)c->port);
+	return buf;
+}
+
+const char *http_request_peer(const HttpRequest *req, char *buf, size_t len)
+{
+	return conn_peer(req->conn, buf, len);
 }
 
 bool http_request_gone(const HttpRequest *req)
 {
-	return req->conn == NULL;
+	return req->conn->closed;
 }
 
-const char *http_request_peer(const HttpRequest *req)
+/* ---- buffers and events ------------------------------------------------------ */
+
+static void in_free(HttpConn *c)
 {
-	return req->peer;
+	c->srv->stats.buffered_bytes -= c->in_cap;
+	free(c->in);
+	c->in = NULL;
+	c->in_len = c->in_cap = 0;
 }
 
-/* ---- parsing ----------------------------------------------------------------- */
-
-/* RFC 9110 token characters. */
-static bool is_tchar(unsigned char ch)
+/* Appends to the input buffer (allocated on demand). Its size is bounded by
+ * the callers: a head past max_header_bytes is refused, a body is taken as
+ * it comes, and reading pauses past max_header_bytes + max_body_bytes. */
+static void in_append(HttpConn *c, const char *p, size_t n)
 {
-	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-	       (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
-}
+	size_t need = (size_t)c->in_len + n;
 
-static bool is_token(const char *s)
-{
-	if (*s == '\0')
-		return false;
-	for (; *s; s++) {
-		if (!is_tchar((unsigned char)*s))
-			return false;
+	if (need > c->in_cap) {
+		size_t cap = 2 * (size_t)c->in_cap;
+		if (cap < need)
+			cap = need;
+		c->in = xrealloc(c->in, cap);
+		c->srv->stats.buffered_bytes += cap - c->in_cap;
+		c->in_cap = (uint32_t)cap;
 	}
-	return true;
+	memcpy(c->in + c->in_len, p, n);
+	c->in_len = (uint32_t)need;
 }
 
-/* Whether a comma-separated header value lists `token` (case-insensitive). */
-static bool list_has_token(const char *value, const char *token)
+static void out_free(HttpConn *c)
 {
-	size_t tl = strlen(token);
-
-	while (*value) {
-		while (*value == ' ' || *value == '\t' || *value == ',')
-			value++;
-		size_t n = strcspn(value, ",");
-		size_t m = n;
-		while (m > 0 && (value[m - 1] == ' ' || value[m - 1] == '\t'))
-			m--;
-		if (m == tl && strncasecmp(value, token, tl) == 0)
-			return true;
-		value += n;
-	}
-	return false;
+	c->srv->stats.buffered_bytes -= c->out_len;
+	free(c->out);
+	c->out = NULL;
+	c->out_off = c->out_len = 0;
 }
 
-typedef struct ParseError {
-	int status;
-	const char *slug;
-	char detail[160];
-} ParseError;
-
-static bool perr(ParseError *e, int status, const char *slug, const char *fmt, const char *arg)
+/* Adds ev for what c needs now: reading unless the client has shut its
+ * side or is paused, writing while output waits. */
+static void conn_update_events(HttpConn *c)
 {
-	e->status = status;
-	e->slug = slug;
-	snprintf(e->detail, sizeof(e->detail), fmt, arg ? arg : "");
-	return false;
+	short want = 0;
+
+	if (!c->peer_eof && !c->read_paused)
+		want |= EV_READ;
+	if (c->out != NULL)
+		want |= EV_WRITE;
+	if (want == c->ev_flags)
+		return;
+	if (c->ev_flags != 0)
+		event_del(&c->ev);
+	c->ev_flags = want;
+	if (want == 0)
+		return;
+	event_assign(&c->ev, c->srv->base, c->fd, (short)(want | EV_PERSIST), on_io, c);
+	if (event_add(&c->ev, NULL) != 0) {
+		char peer[HTTP_PEER_MAX];
+		/* epoll_ctl failed (out of memory): the connection stalls until
+		 * its deadline closes it. */
+		log_warning("http %s: cannot watch the socket", conn_peer(c, peer, sizeof(peer)));
+		c->ev_flags = 0;
+	}
 }
 
-static bool parse_request_line(HttpRequest *r, char *line, ParseError *e)
+/* Sends the IOV bytes, or what of them the kernel does not take now keeps
+ * them in c->out (EV_WRITE sends the rest). False when the connection is
+ * broken. */
+static bool conn_send(HttpConn *c, const struct iovec *iov, int niov)
 {
-	char *sp1 = strchr(line, ' '), *sp2, *version;
+	struct msghdr msg = {.msg_iov = (struct iovec *)(uintptr_t)iov, .msg_iovlen = (size_t)niov};
+	size_t total = 0, skip, len;
+	ssize_t n = 0;
 
-	if (sp1 == NULL)
-		return perr(e, 400, "bad-request", "malformed request line", NULL);
-	*sp1 = '\0';
-	sp2 = strchr(sp1 + 1, ' ');
-	if (sp2 == NULL)
-		return perr(e, 400, "bad-request", "malformed request line: no HTTP version", NULL);
-	*sp2 = '\0';
-	r->method = line;
-	r->target = sp1 + 1;
-	version = sp2 + 1;
-	if (!is_token(r->method) || strlen(r->method) > 32)
-		return perr(e, 400, "bad-request", "malformed request line: bad method", NULL);
-	if (strncmp(version, "HTTP/", 5) != 0)
-		return perr(e, 400, "bad-request", "malformed request line: bad HTTP version", NULL);
-	if (strcmp(version, "HTTP/1.1") == 0)
-		r->minor = 1;
-	else if (strcmp(version, "HTTP/1.0") == 0)
-		r->minor = 0;
-	else if (strlen(version) == 8 && version[5] >= '0' && version[5] <= '9' && version[6] == '.' &&
-	         version[7] >= '0' && version[7] <= '9')
-		return perr(e, 505, "http-version-not-supported", "%s is not supported; use HTTP/1.1", version);
-	else
-		return perr(e, 400, "bad-request", "malformed request line: bad HTTP version", NULL);
-	if (r->target[0] != '/')
-		return perr(e, 400, "bad-request", "the request target must be an absolute path", NULL);
-	for (const unsigned char *p = (const unsigned char *)r->target; *p; p++) {
-		if (*p <= 0x20 || *p == 0x7f)
-			return perr(e, 400, "bad-request", "the request target contains a control character", NULL);
-	}
-	size_t plen = strcspn(r->target, "?#");
-	r->path = xmalloc(plen + 1);
-	memcpy(r->path, r->target, plen);
-	r->path[plen] = '\0';
-	r->keep_alive = r->minor == 1;
-	return true;
-}
-
-static bool parse_header_line(HttpRequest *r, char *line, ParseError *e)
-{
-	char *colon, *v, *end;
-
-	if (line[0] == ' ' || line[0] == '\t')
-		return perr(e, 400, "bad-request", "obsolete header line folding is not accepted", NULL);
-	colon = strchr(line, ':');
-	if (colon == NULL)
-		return perr(e, 400, "bad-request", "malformed header line (no colon)", NULL);
-	*colon = '\0';
-	if (!is_token(line))
-		return perr(e, 400, "bad-request", "malformed header name", NULL);
-	v = colon + 1;
-	while (*v == ' ' || *v == '\t')
-		v++;
-	end = v + strlen(v);
-	while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
-		*--end = '\0';
-	for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
-		if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
-			return perr(e, 400, "bad-request", "header %s contains a control character", line);
-	}
-	if (r->nhdr == HTTP_MAX_HEADERS)
-		return perr(e, 431, "headers-too-large", "more than 100 header fields", NULL);
-	if (r->nhdr == r->hdr_cap) {
-		size_t cap = r->hdr_cap * 2 < HTTP_MAX_HEADERS ? r->hdr_cap * 2 : HTTP_MAX_HEADERS;
-		HttpHeader *h = xmalloc(cap * sizeof(HttpHeader));
-		memcpy(h, r->hdr, r->nhdr * sizeof(HttpHeader));
-		if (r->hdr != r->hdr_inline)
-			free(r->hdr);
-		r->hdr = h;
-		r->hdr_cap = cap;
-	}
-	r->hdr[r->nhdr].name = line;
-	r->hdr[r->nhdr].value = v;
-	r->nhdr++;
-	return true;
-}
-
-/* Framing and connection semantics from the parsed headers (RFC 9112 §6). */
-static bool parse_framing(HttpRequest *r, const HttpServerConfig *cfg, ParseError *e)
-{
-	const char *te = NULL;
-	int hosts = 0;
-
-	for (size_t i = 0; i < r->nhdr; i++) {
-		const char *n = r->hdr[i].name, *v = r->hdr[i].value;
-		if (strcasecmp(n, "Host") == 0) {
-			hosts++;
-		} else if (strcasecmp(n, "Content-Length") == 0) {
-			char *endp;
-			long long cl;
-			if (*v < '0' || *v > '9' || strlen(v) > 18)
-				return perr(e, 400, "bad-request", "invalid Content-Length", NULL);
-			cl = strtoll(v, &endp, 10);
-			if (*endp != '\0' || (r->content_length >= 0 && r->content_length != cl))
-				return perr(e, 400, "bad-request", "invalid or conflicting Content-Length", NULL);
-			r->content_length = cl;
-		} else if (strcasecmp(n, "Transfer-Encoding") == 0) {
-			if (te != NULL)
-				return perr(e, 501, "not-implemented", "only one Transfer-Encoding (chunked) is supported",
-				            NULL);
-			te = v;
-		} else if (strcasecmp(n, "Connection") == 0) {
-			if (list_has_token(v, "close"))
-				r->keep_alive = false;
-			else if (r->minor == 0 && list_has_token(v, "keep-alive"))
-				r->keep_alive = true;
-		} else if (strcasecmp(n, "Expect") == 0) {
-			if (strcasecmp(v, "100-continue") == 0)
-				r->expect_continue = r->minor == 1;
-		}
-	}
-	if (r->minor == 1 && hosts != 1)
-		return perr(e, 400, "bad-request", hosts ? "more than one Host header" : "missing Host header", NULL);
-	if (te != NULL) {
-		/* Both framings at once is how requests get smuggled past proxies. */
-		if (r->content_length >= 0)
-			return perr(e, 400, "bad-request", "both Content-Length and Transfer-Encoding", NULL);
-		if (r->minor == 0)
-			return perr(e, 400, "bad-request", "Transfer-Encoding in an HTTP/1.0 request", NULL);
-		if (strcasecmp(te, "chunked") != 0)
-			return perr(e, 501, "not-implemented", "Transfer-Encoding '%s' is not supported (only chunked)", te);
-		r->body_mode = BODY_CHUNKED;
-		r->chunk_state = CH_SIZE;
-		return true;
-	}
-	if (r->content_length > cfg->max_body_bytes)
-		return perr(e, 413, "body-too-large", "the body is larger than max_body_bytes", NULL);
-	if (r->content_length > 0) {
-		r->body_mode = BODY_LENGTH;
-		r->body = xmalloc((size_t)r->content_length + 1);
-		r->body_cap = (size_t)r->content_length + 1;
-	}
-	return true;
-}
-
-/* Splits and checks the header block (NUL-terminated, ends with CRLFCRLF). */
-static bool parse_head(HttpRequest *r, const HttpServerConfig *cfg, ParseError *e)
-{
-	char *p = r->head, *eol;
-	bool first = true;
-
-	while ((eol = strstr(p, "\r\n")) != NULL) {
-		*eol = '\0';
-		if (first) {
-			if (!parse_request_line(r, p, e))
+	for (int i = 0; i < niov; i++)
+		total += iov[i].iov_len;
+	if (c->out == NULL) {
+		/* MSG_NOSIGNAL: a client gone is an error here, not SIGPIPE. */
+		n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 				return false;
-			first = false;
-		} else if (*p == '\0') {
-			break; /* the empty line */
-		} else if (!parse_header_line(r, p, e)) {
-			return false;
+			n = 0;
 		}
-		p = eol + 2;
+		if ((size_t)n == total)
+			return true;
 	}
-	return parse_framing(r, cfg, e);
-}
-
-static void body_append(HttpRequest *r, struct evbuffer *in, size_t n)
-{
-	if (r->body_len + n + 1 > r->body_cap) {
-		size_t cap = r->body_cap ? r->body_cap : 4096;
-		while (cap < r->body_len + n + 1)
-			cap *= 2;
-		r->body = xrealloc(r->body, cap);
-		r->body_cap = cap;
-	}
-	evbuffer_remove(in, r->body + r->body_len, n);
-	r->body_len += n;
-	r->body[r->body_len] = '\0';
-}
-
-typedef enum ReadResult { RD_MORE, RD_DONE, RD_ERROR } ReadResult;
-
-static ReadResult read_chunked(HttpRequest *r, struct evbuffer *in, const HttpServerConfig *cfg, ParseError *e)
-{
-	for (;;) {
-		size_t avail = evbuffer_get_length(in), n;
-		char *line;
-
-		switch (r->chunk_state) {
-		case CH_SIZE:
-		case CH_TRAILER:
-			line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF_STRICT);
-			if (line == NULL) {
-				if (r->chunk_state == CH_SIZE && avail > CHUNK_LINE_MAX)
-					return perr(e, 400, "bad-request", "chunk-size line too long", NULL), RD_ERROR;
-				if (r->chunk_state == CH_TRAILER && r->trailer_bytes + avail > (size_t)cfg->max_header_bytes)
-					return perr(e, 431, "headers-too-large", "trailer fields too large", NULL), RD_ERROR;
-				return RD_MORE;
-			}
-			if (r->chunk_state == CH_TRAILER) {
-				free(line);
-				if (n == 0)
-					return RD_DONE;
-				r->trailer_bytes += n + 2;
-				if (r->trailer_bytes > (size_t)cfg->max_header_bytes)
-					return perr(e, 431, "headers-too-large", "trailer fields too large", NULL), RD_ERROR;
+	/* Keep the rest: after what c->out already holds, if anything. */
+	skip = (size_t)n;
+	len = c->out_len - c->out_off;
+	{
+		char *out = xmalloc(len + total - skip);
+		if (len > 0)
+			memcpy(out, c->out + c->out_off, len);
+		for (int i = 0; i < niov; i++) {
+			size_t l = iov[i].iov_len;
+			if (skip >= l) {
+				skip -= l;
 				continue;
-			} else {
-				size_t digits = strspn(line, "0123456789abcdefABCDEF");
-				char after = line[digits];
-				unsigned long long size = digits > 0 && digits <= 15 ? strtoull(line, NULL, 16) : 0;
-				free(line);
-				if (digits == 0 || digits > 15 || (after != '\0' && after != ';' && after != ' ' && after != '\t'))
-					return perr(e, 400, "bad-request", "malformed chunk size", NULL), RD_ERROR;
-				if (size == 0) {
-					r->chunk_state = CH_TRAILER;
-					continue;
-				}
-				if (r->body_len + size > (unsigned long long)cfg->max_body_bytes)
-					return perr(e, 413, "body-too-large", "the body is larger than max_body_bytes", NULL),
-					       RD_ERROR;
-				r->chunk_left = (int64_t)size;
-				r->chunk_state = CH_DATA;
 			}
-			break;
-		case CH_DATA:
-			if (avail == 0)
-				return RD_MORE;
-			n = avail < (size_t)r->chunk_left ? avail : (size_t)r->chunk_left;
-			body_append(r, in, n);
-			r->chunk_left -= (int64_t)n;
-			if (r->chunk_left == 0)
-				r->chunk_state = CH_CRLF;
-			break;
-		case CH_CRLF: {
-			unsigned char crlf[2];
-			if (avail < 2)
-				return RD_MORE;
-			evbuffer_remove(in, crlf, 2);
-			if (crlf[0] != '\r' || crlf[1] != '\n')
-				return perr(e, 400, "bad-request", "chunk data not followed by CRLF", NULL), RD_ERROR;
-			r->chunk_state = CH_SIZE;
-			break;
+			memcpy(out + len, (const char *)iov[i].iov_base + skip, l - skip);
+			len += l - skip;
+			skip = 0;
 		}
-		}
+		if (c->out != NULL)
+			out_free(c);
+		c->out = out;
+		c->out_off = 0;
+		c->out_len = (uint32_t)len;
+		c->srv->stats.buffered_bytes += len;
 	}
+	conn_update_events(c);
+	return true;
+}
+
+/* The connection must close: now, or, while conn_on_readable runs a
+ * handler on it, as soon as that returns. Returns false (c is not to be
+ * used any more), for `return conn_kill(c)`. */
+static bool conn_kill(HttpConn *c)
+{
+	if (c->busy)
+		c->dead = true;
+	else
+		conn_close(c);
+	return false;
 }
 
 /* ---- responses ------------------------------------------------------------------ */
@@ -575,257 +366,319 @@ static const char *http_date(HttpServer *srv)
 	return srv->date;
 }
 
-void http_response_header(HttpRequest *req, const char *name, const char *value)
+/* The response is all out: the connection waits for the next request or
+ * closes. False when c is closed (or dead). */
+static bool conn_written(HttpConn *c)
 {
-	if (req->out_headers == NULL && (req->out_headers = evbuffer_new()) == NULL)
-		log_fatal("libevent: cannot allocate a buffer");
-	evbuffer_add_printf(req->out_headers, "%s: %s\r\n", name, value);
+	c->read_paused = false;
+	if (c->close_after) {
+		if (c->peer_eof)
+			return conn_kill(c);
+		/* Close gracefully: shut our side and read until the client closes
+		 * too, so unread request bytes do not turn our close into a reset
+		 * that destroys the response before the client reads it. */
+		shutdown(c->fd, SHUT_WR);
+		conn_set_state(c, CONN_DRAINING);
+		if (!c->busy && c->in != NULL)
+			in_free(c); /* (while busy, conn_consume discards them) */
+		conn_update_events(c);
+		return true;
+	}
+	conn_set_state(c, CONN_IDLE);
+	conn_update_events(c);
+	if (!c->busy && c->in != NULL) {
+		/* Pipelined requests wait in c->in: go on with them from the
+		 * loop, not from inside whoever called http_respond. */
+		c->kick = true;
+		event_active(&c->ev, EV_READ, 1);
+	}
+	return true;
 }
 
 void http_respond(HttpRequest *req, int status, const char *content_type, const char *body, size_t len)
 {
+	static const char close_hdr[] = "\r\nConnection: close\r\n", keep_hdr[] = "\r\nConnection: keep-alive\r\n";
 	HttpConn *c = req->conn;
-	struct evbuffer *out;
-	bool closing;
+	char head[512], num[24];
+	struct iovec iov[5];
+	int niov = 0;
+	size_t n, xlen;
+	const char *xhdr;
+	bool closing, sent;
 
-	if (c == NULL) { /* the client went away meanwhile */
-		req_free(req);
+	if (c->closed) { /* the client went away meanwhile */
+		http_req_free(req);
+		free(c);
 		return;
 	}
-	out = bufferevent_get_output(c->bev);
 	closing = c->close_after || !req->keep_alive || c->peer_eof || c->rejecting;
-	{
-		/* The status line and headers without printf: every response. */
-		char head[512], num[24];
-		size_t n;
-		fmt_i64(num, status);
-		str_concat(head, sizeof(head), "HTTP/1.1 ", num, " ", http_reason_phrase(status), "\r\nDate: ",
-		           http_date(c->srv), "\r\nContent-Type: ", content_type, "\r\nContent-Length: ", (char *)NULL);
-		n = strlen(head);
-		n += fmt_i64(head + n, (int64_t)len);
-		evbuffer_add(out, head, n);
-		if (closing)
-			evbuffer_add(out, "\r\nConnection: close\r\n", sizeof("\r\nConnection: close\r\n") - 1);
-		else if (req->minor == 0)
-			evbuffer_add(out, "\r\nConnection: keep-alive\r\n", sizeof("\r\nConnection: keep-alive\r\n") - 1);
-		else
-			evbuffer_add(out, "\r\n", 2);
-	}
-	if (req->out_headers)
-		evbuffer_add_buffer(out, req->out_headers);
-	evbuffer_add(out, "\r\n", 2);
+	/* The status line and headers without printf: every response. */
+	fmt_i64(num, status);
+	str_concat(head, sizeof(head), "HTTP/1.1 ", num, " ", http_reason_phrase(status),
+	           "\r\nDate: ", http_date(c->srv), "\r\nContent-Type: ", content_type,
+	           "\r\nContent-Length: ", (char *)NULL);
+	n = strlen(head);
+	n += fmt_i64(head + n, (int64_t)len);
+	iov[niov++] = (struct iovec){head, n};
+	if (closing)
+		iov[niov++] = (struct iovec){(void *)close_hdr, sizeof(close_hdr) - 1};
+	else if (req->minor == 0)
+		iov[niov++] = (struct iovec){(void *)keep_hdr, sizeof(keep_hdr) - 1};
+	else
+		iov[niov++] = (struct iovec){(void *)"\r\n", 2};
+	xhdr = http_req_extra_headers(req, &xlen);
+	if (xlen > 0)
+		iov[niov++] = (struct iovec){(void *)xhdr, xlen};
+	iov[niov++] = (struct iovec){(void *)"\r\n", 2};
 	/* A HEAD and a 304 carry no body; their Content-Length is that of the
 	 * body a GET or a 200 would carry (RFC 9110, 8.6). */
-	if (strcmp(req->method, "HEAD") != 0 && status != 304)
-		evbuffer_add(out, body, len);
+	if (strcmp(http_request_method(req), "HEAD") != 0 && status != 304 && len > 0)
+		iov[niov++] = (struct iovec){(void *)body, len};
 	c->close_after = closing;
 	c->req = NULL;
-	req_free(req);
+	sent = conn_send(c, iov, niov);
+	http_req_free(req);
+	if (!sent) {
+		(void)conn_kill(c);
+		return;
+	}
+	if (c->out == NULL) {
+		(void)conn_written(c);
+		return;
+	}
 	conn_set_state(c, CONN_WRITING);
-	bufferevent_enable(c->bev, EV_WRITE);
+}
+
+/* Sends what c->out holds. False when c is closed. */
+static bool conn_flush(HttpConn *c)
+{
+	ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+			return true;
+		return conn_kill(c);
+	}
+	c->out_off += (uint32_t)n;
+	if (c->out_off < c->out_len)
+		return true;
+	out_free(c);
+	conn_update_events(c);
+	if (c->state == CONN_WRITING)
+		return conn_written(c);
+	return true; /* a 100 Continue, while the body arrives */
 }
 
 /* Answers a protocol error found while reading; the connection closes after. */
 static void protocol_error(HttpConn *c, const ParseError *e)
 {
 	HttpServer *srv = c->srv;
+	char peer[HTTP_PEER_MAX];
 
 	if (c->req == NULL)
-		c->req = req_new(c);
+		c->req = http_req_new(c);
 	srv->stats.protocol_errors++;
 	c->close_after = true;
 	conn_set_state(c, CONN_HANDLING);
-	log_debug("http %s: %d %s: %s", c->peer, e->status, e->slug, e->detail);
+	log_debug("http %s: %d %s: %s", conn_peer(c, peer, sizeof(peer)), e->status, e->slug, e->detail);
 	srv->on_error(c->req, e->status, e->slug, e->detail, srv->arg);
 }
 
 /* ---- connection I/O ---------------------------------------------------------------- */
 
-static void conn_free(HttpConn *c)
+/* Closes the socket and frees the connection, unless a handler has its
+ * request: then the struct stays, closed, until http_respond frees it. */
+static void conn_close(HttpConn *c)
 {
 	HttpServer *srv = c->srv;
 
 	list_remove(c);
-	if (c->req != NULL) {
-		if (c->state == CONN_HANDLING)
-			c->req->conn = NULL; /* the handler still holds it; http_respond frees it */
-		else
-			req_free(c->req);
-	}
-	bufferevent_free(c->bev);
+	event_del(&c->ev);
+	c->ev_flags = 0;
+	evutil_closesocket(c->fd);
+	c->fd = -1;
+	if (c->in != NULL)
+		in_free(c);
+	if (c->out != NULL)
+		out_free(c);
 	if (c->rejecting)
 		srv->nrejecting--;
 	else
 		srv->stats.connections_open--;
+	if (c->state == CONN_HANDLING && c->req != NULL) {
+		c->closed = true; /* http_request_gone() says so; http_respond frees c */
+		return;
+	}
+	http_req_free(c->req);
 	free(c);
 }
 
-/* Starts reading a request, or finishes one that is arriving. */
-static void conn_read_request(HttpConn *c)
+/* Reads the request arriving from the N bytes at P; returns how many it
+ * used. Runs the handler once the request is complete. */
+static size_t conn_read_request(HttpConn *c, char *p, size_t n)
 {
+	static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
 	HttpServer *srv = c->srv;
-	struct evbuffer *in = bufferevent_get_input(c->bev);
-	HttpRequest *r;
+	HttpRequest *r = c->req;
+	size_t used = 0, k;
+	ReadResult rr;
 	ParseError e;
 
-	if (c->state == CONN_IDLE) {
-		/* RFC 9112 §2.2: ignore empty lines before a request line. */
-		unsigned char two[2];
-		while (evbuffer_copyout(in, two, 2) == 2 && two[0] == '\r' && two[1] == '\n')
-			evbuffer_drain(in, 2);
-		if (evbuffer_get_length(in) == 0)
-			return;
-		conn_set_state(c, CONN_READING);
-		c->req = req_new(c);
-	}
-	r = c->req;
-	if (r->head == NULL) {
-		struct evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, NULL);
-		size_t avail = evbuffer_get_length(in);
-		if (end.pos < 0) {
-			if (avail > (size_t)srv->cfg.max_header_bytes) {
-				perr(&e, 431, "headers-too-large", "the request line and headers exceed max_header_bytes", NULL);
-				protocol_error(c, &e);
+	for (;;) {
+		rr = http_req_read(r, p + used, n - used, &srv->cfg, &k, &e);
+		used += k;
+		if (rr != RD_HEAD)
+			break;
+		/* The client waits for our word before sending the body. */
+		if (r->expect_continue && r->body_mode != BODY_NONE && used == n) {
+			struct iovec iov = {(void *)cont, sizeof(cont) - 1};
+			if (!conn_send(c, &iov, 1)) {
+				(void)conn_kill(c);
+				return n;
 			}
-			return;
 		}
-		size_t hl = (size_t)end.pos + 4;
-		if (hl > (size_t)srv->cfg.max_header_bytes) {
-			perr(&e, 431, "headers-too-large", "the request line and headers exceed max_header_bytes", NULL);
-			protocol_error(c, &e);
-			return;
-		}
-		r->head = xmalloc(hl + 1);
-		evbuffer_remove(in, r->head, hl);
-		r->head[hl] = '\0';
-		if (memchr(r->head, '\0', hl) != NULL) {
-			perr(&e, 400, "bad-request", "NUL byte in the request head", NULL);
-			protocol_error(c, &e);
-			return;
-		}
-		if (!parse_head(r, &srv->cfg, &e)) {
-			protocol_error(c, &e);
-			return;
-		}
-		if (r->expect_continue && r->body_mode != BODY_NONE && evbuffer_get_length(in) == 0)
-			evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
 	}
-	if (r->body_mode == BODY_LENGTH) {
-		if (evbuffer_get_length(in) < (size_t)r->content_length)
-			return;
-		evbuffer_remove(in, r->body, (size_t)r->content_length);
-		r->body_len = (size_t)r->content_length;
-		r->body[r->body_len] = '\0';
-	} else if (r->body_mode == BODY_CHUNKED) {
-		ReadResult rr = read_chunked(r, in, &srv->cfg, &e);
-		if (rr == RD_MORE)
-			return;
-		if (rr == RD_ERROR) {
-			protocol_error(c, &e);
-			return;
-		}
+	if (rr == RD_MORE)
+		return used;
+	if (rr == RD_ERROR) {
+		protocol_error(c, &e);
+		return n; /* the connection closes: the rest is discarded */
 	}
 	conn_set_state(c, CONN_HANDLING);
 	srv->stats.requests++;
 	srv->handler(r, srv->arg);
+	return used;
 }
 
-static void conn_process(HttpConn *c)
+/* Reads and handles requests from the N bytes at P (writable) while it can;
+ * returns how many bytes it used. A handler that answers at once lets it go
+ * on with a pipelined request in the same bytes. */
+static size_t conn_consume(HttpConn *c, char *p, size_t n)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	size_t used = 0;
 
-	switch (c->state) {
-	case CONN_IDLE:
-	case CONN_READING:
-		conn_read_request(c);
-		break;
-	case CONN_HANDLING:
-	case CONN_WRITING:
-		/* A pipelined request waits its turn; a client that keeps
-		 * sending meanwhile is not read until we are ready. */
-		if (evbuffer_get_length(in) > (size_t)(c->srv->cfg.max_header_bytes + c->srv->cfg.max_body_bytes))
-			bufferevent_disable(c->bev, EV_READ);
-		break;
-	case CONN_DRAINING:
-		evbuffer_drain(in, evbuffer_get_length(in));
-		break;
-	case CONN_NSTATES:
-		break;
-	}
-}
-
-static void on_read(struct bufferevent *bev, void *arg)
-{
-	(void)bev;
-	conn_process(arg);
-}
-
-static void on_write(struct bufferevent *bev, void *arg)
-{
-	HttpConn *c = arg;
-
-	if (c->state != CONN_WRITING || evbuffer_get_length(bufferevent_get_output(bev)) > 0)
-		return;
-	if (c->close_after) {
-		if (c->peer_eof) {
-			conn_free(c);
-			return;
+	while (!c->dead) {
+		switch ((ConnState)c->state) {
+		case CONN_IDLE:
+			/* RFC 9112 §2.2: ignore empty lines before a request line. */
+			while (n - used >= 2 && p[used] == '\r' && p[used + 1] == '\n')
+				used += 2;
+			if (used == n)
+				return used;
+			conn_set_state(c, CONN_READING);
+			c->req = http_req_new(c);
+			break;
+		case CONN_READING:
+			used += conn_read_request(c, p + used, n - used);
+			if (c->state == CONN_READING)
+				return used;
+			break;
+		case CONN_HANDLING:
+		case CONN_WRITING:
+			/* A pipelined request waits its turn. */
+			return used;
+		case CONN_DRAINING:
+		case CONN_NSTATES:
+			return n;
 		}
-		/* Close gracefully: shut our side and read until the client closes
-		 * too, so unread request bytes do not turn our close into a reset
-		 * that destroys the response before the client reads it. */
-		shutdown(bufferevent_getfd(bev), SHUT_WR);
-		conn_set_state(c, CONN_DRAINING);
-		bufferevent_enable(bev, EV_READ);
-		conn_process(c);
-		return;
 	}
-	conn_set_state(c, CONN_IDLE);
-	bufferevent_enable(bev, EV_READ);
-	conn_process(c);
+	return n;
 }
 
-static void on_event(struct bufferevent *bev, short what, void *arg)
+/* The client shut its side (read() said 0). */
+static void conn_eof(HttpConn *c)
 {
-	HttpConn *c = arg;
-
-	(void)bev;
-	if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) &&
-	    (c->state == CONN_HANDLING || c->state == CONN_WRITING)) {
+	if (c->state == CONN_HANDLING || c->state == CONN_WRITING) {
 		/* A half-closed client may still read the answer. */
 		c->peer_eof = true;
 		c->close_after = true;
+		conn_update_events(c);
 		return;
 	}
-	conn_free(c);
+	conn_close(c);
+}
+
+static void conn_on_readable(HttpConn *c)
+{
+	char buf[READ_CHUNK], *p;
+	size_t n, used, limit;
+	ssize_t got = 0;
+
+	if (c->kick) {
+		c->kick = false; /* what is in c->in first; the socket on the next call */
+	} else {
+		got = recv(c->fd, buf, sizeof(buf), 0);
+		if (got == 0) {
+			conn_eof(c);
+			return;
+		}
+		if (got < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				conn_close(c);
+			return;
+		}
+	}
+	/* Parse in place where the bytes are: the stack buffer when nothing
+	 * was left over before, else the input buffer. */
+	if (c->in == NULL) {
+		if (got <= 0)
+			return;
+		p = buf;
+		n = (size_t)got;
+	} else {
+		if (got > 0)
+			in_append(c, buf, (size_t)got);
+		p = c->in;
+		n = c->in_len;
+	}
+	c->busy = true;
+	used = conn_consume(c, p, n);
+	c->busy = false;
+	if (c->dead) {
+		conn_close(c);
+		return;
+	}
+	/* Keep what is left for later. */
+	if (p == buf) {
+		if (used < n)
+			in_append(c, buf + used, n - used);
+	} else if (used == n) {
+		in_free(c);
+	} else if (used > 0) {
+		memmove(c->in, c->in + used, n - used);
+		c->in_len = (uint32_t)(n - used);
+	}
+	/* A pipelining client that keeps sending while a request is handled
+	 * is not read past this until we are ready. */
+	limit = (size_t)(c->srv->cfg.max_header_bytes + c->srv->cfg.max_body_bytes);
+	if ((c->state == CONN_HANDLING || c->state == CONN_WRITING) && c->in_len > limit)
+		c->read_paused = true;
+	conn_update_events(c);
+}
+
+static void on_io(evutil_socket_t fd, short what, void *arg)
+{
+	HttpConn *c = arg;
+
+	(void)fd;
+	if ((what & EV_WRITE) && c->out != NULL && !conn_flush(c))
+		return;
+	if (what & EV_READ)
+		conn_on_readable(c);
 }
 
 static HttpConn *conn_new(HttpServer *srv, evutil_socket_t fd, const struct sockaddr *sa)
 {
 	HttpConn *c = xcalloc(1, sizeof(*c));
-	char host[INET6_ADDRSTRLEN] = "?";
-	int port = 0, one = 1;
+	int one = 1;
 
-	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-		port = ntohs(in->sin_port);
-	} else if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-		port = ntohs(in6->sin6_port);
-	}
-	snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
+	conn_set_peer(c, sa);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->srv = srv;
+	c->fd = fd;
 	c->state = CONN_IDLE; /* in no list until conn_set_state */
-	c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (c->bev == NULL) {
-		evutil_closesocket(fd);
-		free(c);
-		return NULL;
-	}
-	bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
+	/* Not added yet: conn_update_events adds it for what is needed. */
+	event_assign(&c->ev, srv->base, fd, EV_READ | EV_PERSIST, on_io, c);
 	return c;
 }
 
@@ -842,24 +695,22 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 			evutil_closesocket(fd);
 			return;
 		}
-		if ((c = conn_new(srv, fd, sa)) == NULL)
-			return;
+		c = conn_new(srv, fd, sa);
 		c->rejecting = true;
 		srv->nrejecting++;
-		c->req = req_new(c);
+		c->req = http_req_new(c);
 		conn_set_state(c, CONN_HANDLING);
-		bufferevent_enable(c->bev, EV_READ);
+		conn_update_events(c);
 		http_response_header(c->req, "Retry-After", "1");
-		srv->on_error(c->req, 503, "too-many-connections", "max_connections connections are open; retry shortly",
-		              srv->arg);
+		srv->on_error(c->req, 503, "too-many-connections",
+		              "max_connections connections are open; retry shortly", srv->arg);
 		return;
 	}
-	if ((c = conn_new(srv, fd, sa)) == NULL)
-		return;
+	c = conn_new(srv, fd, sa);
 	srv->stats.connections_open++;
 	srv->stats.connections_accepted++;
 	conn_set_state(c, CONN_IDLE);
-	bufferevent_enable(c->bev, EV_READ);
+	conn_update_events(c);
 }
 
 static void on_accept_error(struct evconnlistener *l, void *arg)
@@ -885,6 +736,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	int64_t now = now_mono_us();
 	HttpConn *c;
 	ParseError e;
+	char peer[HTTP_PEER_MAX];
 
 	(void)fd;
 	(void)what;
@@ -894,21 +746,22 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	}
 	while ((c = srv->lists[CONN_IDLE].head) != NULL && c->deadline_us <= now) {
 		srv->stats.timeouts++;
-		conn_free(c);
+		conn_close(c);
 	}
 	while ((c = srv->lists[CONN_READING].head) != NULL && c->deadline_us <= now) {
 		srv->stats.timeouts++;
-		log_debug("http %s: request not complete within %lld ms", c->peer,
+		log_debug("http %s: request not complete within %lld ms", conn_peer(c, peer, sizeof(peer)),
 		          (long long)srv->cfg.request_timeout_ms);
-		perr(&e, 408, "request-timeout", "the request did not arrive whole within http_request_timeout_ms", NULL);
+		http_perr(&e, 408, "request-timeout", "the request did not arrive whole within http_request_timeout_ms",
+		          NULL);
 		protocol_error(c, &e);
 	}
 	while ((c = srv->lists[CONN_WRITING].head) != NULL && c->deadline_us <= now) {
 		srv->stats.timeouts++;
-		conn_free(c);
+		conn_close(c);
 	}
 	while ((c = srv->lists[CONN_DRAINING].head) != NULL && c->deadline_us <= now)
-		conn_free(c);
+		conn_close(c);
 }
 
 /* ---- the server ---------------------------------------------------------------------------- */
@@ -942,9 +795,10 @@ HttpServer *http_server_new(struct event_base *base, const HttpServerConfig *cfg
 	srv->duration_us[CONN_READING] = cfg->request_timeout_ms * 1000;
 	srv->duration_us[CONN_WRITING] = cfg->request_timeout_ms * 1000;
 	srv->duration_us[CONN_DRAINING] = DRAIN_MS * 1000;
+	/* Accepted sockets are non-blocking and close-on-exec. */
 	srv->listener = evconnlistener_new_bind(base, on_accept, srv,
-	                                        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
-	                                        1024, ai->ai_addr, (int)ai->ai_addrlen);
+	                                        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 1024,
+	                                        ai->ai_addr, (int)ai->ai_addrlen);
 	evutil_freeaddrinfo(ai);
 	if (srv->listener == NULL) {
 		errf(err, errlen, "cannot listen on %s:%d: %s", cfg->host, cfg->port,
@@ -978,9 +832,9 @@ void http_server_free(HttpServer *srv)
 	event_free(srv->tick);
 	for (int s = 0; s < CONN_NSTATES; s++) {
 		while (srv->lists[s].head != NULL)
-			conn_free(srv->lists[s].head);
+			conn_close(srv->lists[s].head);
 	}
-	/* Requests of HANDLING connections were detached above: their
-	 * http_respond() only frees them. */
+	/* Connections whose request a handler still has are closed but kept:
+	 * their http_respond() only frees them. */
 	free(srv);
 }

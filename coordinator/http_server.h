@@ -1,5 +1,6 @@
 /*
- * http_server: twopcd's own HTTP/1.1 server on libevent bufferevents.
+ * http_server: twopcd's own HTTP/1.1 server, on non-blocking sockets and
+ * one libevent event per connection (no bufferevents).
  *
  * It exists because the daemon must decide how every byte a client sends is
  * treated: each error — malformed request, oversized headers or body, a
@@ -7,7 +8,11 @@
  * with application/problem+json, and a slowloris client cannot hold a
  * connection past http_request_timeout_ms however it drips its bytes
  * (evhttp only knows per-read inactivity timeouts and answers errors in
- * HTML).
+ * HTML). And because it decides what a connection and a request cost while
+ * a transaction holds them for seconds: an idle keep-alive connection holds
+ * no buffer, a response goes to the kernel straight from the handler's
+ * bytes, and a handler that has taken what it needs from a request can give
+ * its head and body back (http_request_release_input).
  *
  * Supported: keep-alive and pipelining (requests are answered in order, one
  * at a time per connection), Content-Length and chunked request bodies,
@@ -53,6 +58,7 @@ typedef struct HttpServerStats {
 	uint64_t requests;
 	uint64_t protocol_errors; /* 400/408/413/431/501/505 sent by the server itself */
 	uint64_t timeouts;        /* connections closed by the idle or request timeout */
+	uint64_t buffered_bytes;  /* now in connections' input and output buffers */
 } HttpServerStats;
 
 /* Binds host:port and starts accepting. */
@@ -72,10 +78,19 @@ const char *http_request_path(const HttpRequest *req);   /* the target up to '?'
 const char *http_request_header(const HttpRequest *req, const char *name);
 /* The body (NUL-terminated for convenience; may contain NULs). */
 const char *http_request_body(const HttpRequest *req, size_t *len);
+/* The handler has taken what it needs from the request line, the headers
+ * and the body: they are freed. Afterwards http_request_method(),
+ * http_request_path() and http_request_peer() still answer,
+ * http_request_header() says NULL and http_request_body() "" (length 0);
+ * the response is unchanged (HEAD, keep-alive and the HTTP version are
+ * kept). For a handler that holds its request long (a transaction). */
+void http_request_release_input(HttpRequest *req);
 /* Whether the client is gone (its reply will be dropped). */
 bool http_request_gone(const HttpRequest *req);
-/* The peer, "ip:port", for logs. */
-const char *http_request_peer(const HttpRequest *req);
+/* The peer, "ip:port", for logs, into buf (HTTP_PEER_MAX bytes are
+ * enough); returns buf. It answers after the client has gone too. */
+#define HTTP_PEER_MAX 64
+const char *http_request_peer(const HttpRequest *req, char *buf, size_t len);
 
 /* ---- the response ---- */
 /* Adds a response header (copied); before http_respond(). */

@@ -192,6 +192,10 @@ static void render_rest(MetricsOut *o, const OpsContext *c)
 	metrics_family(o, "twopc_http_protocol_errors_total", "counter",
 	               "Requests refused by the HTTP layer itself (400, 408, 413, 431, 501, 505).");
 	metrics_sample(o, "twopc_http_protocol_errors_total", NULL, (double)hs.protocol_errors);
+	metrics_family(o, "twopc_http_buffered_bytes", "gauge",
+	               "Bytes in HTTP connections' buffers: received but not yet read as a request (one arriving, "
+	               "pipelined ones), or answered but not yet taken by the kernel.");
+	metrics_sample(o, "twopc_http_buffered_bytes", NULL, (double)hs.buffered_bytes);
 
 	idem_get_stats(txnmgr_idem(c->mgr), &is);
 	metrics_family(o, "twopc_idempotency_keys", "gauge", "Idempotency-Keys remembered (in flight or finished).");
