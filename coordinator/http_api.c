@@ -314,6 +314,11 @@ static void handle_post_txn(HttpApi *api, HttpRequest *req)
 		send_invalid(req, field, err);
 		return;
 	}
+	/* Everything the transaction and its reply need is in treq (which has
+	 * its own copies of the body's strings) and idem: the request's head
+	 * and body go now, not when the transaction ends, seconds later.
+	 * Before txn_begin, which may reply at once. */
+	http_request_release_input(req);
 	txn_begin(api->mgr, &treq, idem, on_txn_reply, req);
 }
 
