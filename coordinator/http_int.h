@@ -36,9 +36,10 @@ typedef struct HttpHdrRef {
  * A request. Its input is one allocation, `in`: the head (request line and
  * headers, split in place: "METHOD\0PATH\0..."), then the header offsets,
  * then a Content-Length body; a chunked body, whose size is not known in
- * advance, has its own. http_request_release_input() shrinks `in` to
- * "METHOD\0PATH\0" and frees the body: what stays while a handler works
- * (a transaction, for seconds) is this struct and those few bytes.
+ * advance, has its own. http_request_release_input() keeps only
+ * "METHOD\0PATH\0" (in `kept` when it fits, as "POST\0/v1/transactions\0"
+ * does, else in `in` shrunk) and frees the rest: what stays while a
+ * handler works (a transaction, for seconds) is this struct.
  */
 struct HttpRequest {
 	HttpConn *conn; /* stays valid (closed, if the client went) until http_respond */
@@ -59,6 +60,7 @@ struct HttpRequest {
 	bool has_method; /* `in` starts with the method (even if the request line was bad) */
 	bool keep_alive;
 	bool expect_continue;
+	char kept[24]; /* `in` once released, if the method and path fit */
 };
 
 typedef struct ParseError {

@@ -35,7 +35,8 @@ void http_req_free(HttpRequest *r)
 		return;
 	if (r->body_mode == BODY_CHUNKED)
 		free(r->body);
-	free(r->in);
+	if (r->in != r->kept)
+		free(r->in);
 	free(r->xhdr);
 	free(r);
 }
@@ -83,16 +84,17 @@ void http_request_release_input(HttpRequest *req)
 	req->body_mode = BODY_NONE;
 	req->nhdr = 0;
 	req->hdr_off = 0;
-	if (req->in == NULL)
+	if (req->in == NULL || req->in == req->kept)
 		return;
 	/* The method and the path are the first two strings of the head. */
 	if (req->path_off)
 		keep = req->path_off + strlen(req->in + req->path_off) + 1;
 	else if (req->has_method)
 		keep = strlen(req->in) + 1;
-	if (keep == 0) {
+	if (keep <= sizeof(req->kept)) {
+		memcpy(req->kept, req->in, keep);
 		free(req->in);
-		req->in = NULL;
+		req->in = keep > 0 ? req->kept : NULL;
 		return;
 	}
 	/* Shrinking: glibc does it in place and gives the rest back. */
@@ -127,19 +129,41 @@ bool http_perr(ParseError *e, int status, const char *slug, const char *fmt, con
 	return false;
 }
 
-/* RFC 9110 token characters. */
-static bool is_tchar(unsigned char ch)
-{
-	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-	       (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
-}
+/* Byte classes (RFC 9110), so that checking a head costs one lookup per
+ * byte. Bytes 0x80-0xFF are in none: not token characters, allowed in
+ * header values (obs-text) and in a target. */
+enum {
+	CH_TOKEN = 1,      /* a token character: ALPHA, DIGIT, !#$%&'*+-.^_`|~ */
+	CH_BAD_VALUE = 2,  /* not in a header value: controls but HTAB, and DEL */
+	CH_BAD_TARGET = 4, /* not in a request target: controls, space, DEL */
+};
+/* clang-format off */
+static const unsigned char byte_class[256] = {
+	6, 6, 6, 6, 6, 6, 6, 6, 6, 4, 6, 6, 6, 6, 6, 6,
+	6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,
+	4, 1, 0, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 1, 1, 0,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0,
+	0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1, 6,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+/* clang-format on */
 
 static bool is_token(const char *s)
 {
 	if (*s == '\0')
 		return false;
 	for (; *s; s++) {
-		if (!is_tchar((unsigned char)*s))
+		if (!(byte_class[(unsigned char)*s] & CH_TOKEN))
 			return false;
 	}
 	return true;
@@ -163,6 +187,37 @@ static bool list_has_token(const char *value, const char *token)
 	}
 	return false;
 }
+
+/* The first CRLF in the N bytes at P, or NULL. (memchr for the CR: the
+ * bytes of a line are skipped many at a time; glibc's memmem is slower
+ * for a needle this short.) */
+static char *find_crlf(const char *p, size_t n)
+{
+	const char *end = p + n;
+
+	while ((p = memchr(p, '\r', (size_t)(end - p))) != NULL) {
+		if (end - p >= 2 && p[1] == '\n')
+			return (char *)(uintptr_t)p;
+		p++;
+	}
+	return NULL;
+}
+
+/* The first CRLF CRLF in the N bytes at P, or NULL. */
+static const char *find_head_end(const char *p, size_t n)
+{
+	const char *end = p + n;
+
+	while ((p = find_crlf(p, (size_t)(end - p))) != NULL) {
+		if (end - p >= 4 && p[2] == '\r' && p[3] == '\n')
+			return p;
+		p += 2;
+	}
+	return NULL;
+}
+
+/* Whether the header name N (its length NL) is NAME (a literal). */
+#define NAME_IS(n, nl, name) ((nl) == sizeof(name) - 1 && strcasecmp((n), (name)) == 0)
 
 /* The head being parsed: where it is and the header fields found so far. */
 typedef struct HeadParse {
@@ -204,7 +259,7 @@ static bool parse_request_line(HttpRequest *r, HeadParse *hp, char *line, ParseE
 	if (target[0] != '/')
 		return http_perr(e, 400, "bad-request", "the request target must be an absolute path", NULL);
 	for (const unsigned char *p = (const unsigned char *)target; *p; p++) {
-		if (*p <= 0x20 || *p == 0x7f)
+		if (byte_class[*p] & CH_BAD_TARGET)
 			return http_perr(e, 400, "bad-request", "the request target contains a control character",
 			                 NULL);
 	}
@@ -234,7 +289,7 @@ static bool parse_header_line(HeadParse *hp, char *line, ParseError *e)
 	while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
 		*--end = '\0';
 	for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
-		if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
+		if (byte_class[*p] & CH_BAD_VALUE)
 			return http_perr(e, 400, "bad-request", "header %s contains a control character", line);
 	}
 	if (hp->nhdr == HTTP_MAX_HEADERS)
@@ -253,9 +308,11 @@ static bool parse_framing(HttpRequest *r, HeadParse *hp, const HttpServerConfig 
 
 	for (size_t i = 0; i < hp->nhdr; i++) {
 		const char *n = hp->head + hp->hdr[i].name, *v = hp->head + hp->hdr[i].value;
-		if (strcasecmp(n, "Host") == 0) {
+		size_t nl = hp->hdr[i].value - hp->hdr[i].name; /* at least strlen(n) + 1 */
+		nl = strnlen(n, nl);
+		if (NAME_IS(n, nl, "Host")) {
 			hosts++;
-		} else if (strcasecmp(n, "Content-Length") == 0) {
+		} else if (NAME_IS(n, nl, "Content-Length")) {
 			char *endp;
 			long long cl;
 			if (*v < '0' || *v > '9' || strlen(v) > 18)
@@ -264,17 +321,17 @@ static bool parse_framing(HttpRequest *r, HeadParse *hp, const HttpServerConfig 
 			if (*endp != '\0' || (hp->content_length >= 0 && hp->content_length != cl))
 				return http_perr(e, 400, "bad-request", "invalid or conflicting Content-Length", NULL);
 			hp->content_length = cl;
-		} else if (strcasecmp(n, "Transfer-Encoding") == 0) {
+		} else if (NAME_IS(n, nl, "Transfer-Encoding")) {
 			if (te != NULL)
 				return http_perr(e, 501, "not-implemented",
 				                 "only one Transfer-Encoding (chunked) is supported", NULL);
 			te = v;
-		} else if (strcasecmp(n, "Connection") == 0) {
+		} else if (NAME_IS(n, nl, "Connection")) {
 			if (list_has_token(v, "close"))
 				r->keep_alive = false;
 			else if (r->minor == 0 && list_has_token(v, "keep-alive"))
 				r->keep_alive = true;
-		} else if (strcasecmp(n, "Expect") == 0) {
+		} else if (NAME_IS(n, nl, "Expect")) {
 			if (strcasecmp(v, "100-continue") == 0)
 				r->expect_continue = r->minor == 1;
 		}
@@ -311,7 +368,7 @@ static bool parse_head(HttpRequest *r, HeadParse *hp, size_t hl, const HttpServe
 	char *p = hp->head, *end = hp->head + hl, *eol;
 	bool first = true;
 
-	while ((eol = memmem(p, (size_t)(end - p), "\r\n", 2)) != NULL) {
+	while ((eol = find_crlf(p, (size_t)(end - p))) != NULL) {
 		*eol = '\0';
 		if (first) {
 			if (!parse_request_line(r, hp, p, e))
@@ -350,7 +407,7 @@ static ReadResult read_head(HttpRequest *r, char *p, size_t n, const HttpServerC
 	/* The first CRLF CRLF, searched from where the last call stopped (a
 	 * slowloris client dripping a big head must not cost O(n^2)). */
 	size_t from = r->scan > 3 ? r->scan - 3 : 0, hl;
-	const char *end = n > from ? memmem(p + from, n - from, "\r\n\r\n", 4) : NULL;
+	const char *end = n > from ? find_head_end(p + from, n - from) : NULL;
 	HeadParse hp;
 	bool ok;
 
@@ -421,7 +478,7 @@ static ReadResult read_chunked(HttpRequest *r, const char *p, size_t n, const Ht
 		switch (r->chunk_state) {
 		case CH_SIZE:
 		case CH_TRAILER:
-			eol = memmem(q, avail, "\r\n", 2);
+			eol = find_crlf(q, avail);
 			if (eol == NULL) {
 				*used = u;
 				/* The line is at least avail - 1 bytes long (avail,
