@@ -5,7 +5,14 @@
  * participants: malformed requests, oversized headers and bodies, chunked
  * bodies, 100-continue, keep-alive and pipelining, slowloris clients, idle
  * connections, max_connections, 10,000 connections opened and closed
- * (descriptors and memory must come back), and bearer-token auth. Every
+ * (descriptors and memory must come back), bearer-token auth, and what the
+ * server's own I/O must get right: responses the kernel does not take at
+ * once (a slow reader), a pipelined burst sent whole and in small pieces, a
+ * pipelining client that keeps sending while a transaction runs (it is not
+ * read past the limits), half-closed and vanished clients, idle
+ * connections holding no buffer, and a transaction's request, whose head
+ * and body are released while it runs, answered with the right keep-alive
+ * behaviour. Every
  * error must be application/problem+json with its documented type, and the
  * daemon must keep serving afterwards. Every response is also written to
  * the API trace for the OpenAPI check.
@@ -20,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -245,6 +253,84 @@ static long daemon_rss_kib(void)
 			break;
 	fclose(f);
 	return kib;
+}
+
+/* A connection whose receive buffer is as small as the kernel allows: the
+ * daemon's responses to it back up in the daemon unless it reads. */
+static Raw *raw_open_small_rcvbuf(void)
+{
+	struct sockaddr_in sin;
+	Raw *r = calloc(1, sizeof *r);
+	int small = 1024;
+
+	ck_assert_ptr_nonnull(r);
+	r->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_msg(r->fd >= 0, "socket: %s", strerror(errno));
+	ck_assert(setsockopt(r->fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small) == 0);
+	memset(&sin, 0, sizeof sin);
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((uint16_t)ht_fx.daemon.port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_msg(connect(r->fd, (struct sockaddr *)&sin, sizeof sin) == 0, "connect: %s", strerror(errno));
+	return r;
+}
+
+/* The value of an unlabelled sample of GET /metrics. */
+static double metric(const char *name)
+{
+	TlHttpResponse resp;
+	char err[HT_ERR];
+	size_t nl = strlen(name);
+	double v = -1;
+
+	ck_assert_msg(tl_http_request(ht_fx.daemon.port, "GET", "/metrics", NULL, 10000, &resp, err, sizeof err), "%s",
+		      err);
+	ck_assert_int_eq(resp.status, 200);
+	for (const char *p = resp.body; p != NULL && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+		if (strncmp(p, name, nl) == 0 && p[nl] == ' ') {
+			v = strtod(p + nl + 1, NULL);
+			break;
+		}
+	}
+	tl_http_response_free(&resp);
+	ck_assert_msg(v >= 0, "no %s in /metrics", name);
+	return v;
+}
+
+/* A transfer of 1 from bank_a to bank_b that takes SLEEP seconds (pg_sleep
+ * on bank_a first), as a request: "POST ... HTTP/1.MINOR" with EXTRA
+ * header lines. */
+static void slow_transfer_request(char *buf, size_t len, const char *sleep, int minor, const char *extra)
+{
+	char body[1024];
+
+	snprintf(body, sizeof body,
+		 "{\"branches\":{\"bank_a\":[{\"sql\":\"SELECT pg_sleep(%s)\"},"
+		 "{\"sql\":\"UPDATE accounts SET balance = balance - 1 WHERE id = 1\",\"expect_rows\":1}],"
+		 "\"bank_b\":[{\"sql\":\"UPDATE accounts SET balance = balance + 1 WHERE id = 1\","
+		 "\"expect_rows\":1}]}}",
+		 sleep);
+	snprintf(buf, len,
+		 "POST /v1/transactions HTTP/1.%d\r\nHost: t\r\nContent-Type: application/json\r\n%s"
+		 "Content-Length: %zu\r\n\r\n%s",
+		 minor, extra ? extra : "", strlen(body), body);
+}
+
+/* Waits until no transaction is in flight. */
+static void wait_no_txn_in_flight(void)
+{
+	for (int tries = 0;; tries++) {
+		TlHttpResponse h;
+		char err[HT_ERR];
+		int64_t n = -1;
+		ck_assert(tl_http_request(ht_fx.daemon.port, "GET", "/healthz", NULL, 10000, &h, err, sizeof err));
+		ck_assert(tl_json_i64(h.json, "in_flight", &n));
+		tl_http_response_free(&h);
+		if (n == 0)
+			return;
+		ck_assert_msg(tries < 300, "transactions still in flight after 30 s");
+		tl_sleep_ms(100);
+	}
 }
 
 /* ----------------------------------------------------------------- tests */
@@ -747,6 +833,386 @@ START_TEST(test_auth_bad_file)
 }
 END_TEST
 
+/* A slow reader: responses the kernel does not take at once wait in the
+ * daemon's output buffer and go out as the client reads, in order, whole;
+ * pipelined requests behind them wait their turn. (N responses of 22 KB:
+ * more than the 4 MB a socket's send buffer may grow to on Linux.) */
+START_TEST(test_slow_reader)
+{
+	enum { N = 256 };
+	Raw *r;
+	TlHttpResponse resp;
+	char req[N * 64] = "";
+	size_t first_len = 0;
+	double buffered;
+
+	start_with(NULL);
+	r = raw_open_small_rcvbuf();
+	for (int i = 0; i < N; i++)
+		strcat(req, "GET /dashboard.js HTTP/1.1\r\nHost: t\r\n\r\n");
+	raw_sends(r, req);
+	/* The daemon writes what the kernel takes and keeps the rest. */
+	tl_sleep_ms(500);
+	buffered = metric("twopc_http_buffered_bytes");
+	fprintf(stderr, "check_http: slow reader: %.0f bytes buffered in the daemon\n", buffered);
+	/* More than the requests themselves (which may wait in the input
+	 * buffer): responses wait in the output buffer. */
+	ck_assert_msg(buffered > (double)strlen(req),
+		      "%d responses of 22 KB to a client that does not read: %.0f bytes buffered", N, buffered);
+	for (int i = 0; i < N; i++) {
+		ck_assert_msg(raw_response(r, "GET", "/dashboard.js", &resp, 10000), "response %d: none", i);
+		ck_assert_int_eq(resp.status, 200);
+		ck_assert_msg(strcmp(resp.content_type, "text/javascript") == 0, "%s", resp.content_type);
+		if (i == 0)
+			first_len = resp.body_len;
+		ck_assert_msg(resp.body_len == first_len && first_len > 10000, "response %d: %zu bytes, the first %zu",
+			      i, resp.body_len, first_len);
+		tl_http_response_free(&resp);
+		if (i % 32 == 0)
+			tl_sleep_ms(20);
+	}
+	/* All written: nothing left in the daemon, and the connection goes on. */
+	ck_assert_msg(metric("twopc_http_buffered_bytes") == 0, "bytes still buffered after every response was read");
+	raw_sends(r, "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+	ck_assert(raw_response(r, "GET", "/healthz", &resp, 10000));
+	ck_assert_int_eq(resp.status, 200);
+	tl_http_response_free(&resp);
+	raw_close(r);
+}
+END_TEST
+
+/* A burst of pipelined requests, synchronous answers (healthz, 404) and
+ * transactions mixed, sent in one write and then again in 7-byte pieces:
+ * every request is answered, in order. */
+START_TEST(test_pipelined_burst)
+{
+	enum { N = 60 };
+	static const int chunk = 7;
+	char *burst = malloc(N * 1024), body[1024];
+	size_t len = 0;
+	Raw *r;
+	TlHttpResponse resp;
+	int64_t a0;
+	int one = 1;
+
+	ck_assert_ptr_nonnull(burst);
+	start_with(NULL);
+	a0 = balance("bank_a");
+	transfer_body(body, sizeof body, 1);
+	for (int i = 0; i < N; i++) {
+		if (i % 3 == 0)
+			len += (size_t)sprintf(burst + len,
+					       "POST /v1/transactions HTTP/1.1\r\nHost: t\r\n"
+					       "Content-Length: %zu\r\n\r\n%s",
+					       strlen(body), body);
+		else if (i % 3 == 1)
+			len += (size_t)sprintf(burst + len, "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+		else
+			len += (size_t)sprintf(burst + len, "GET /nope HTTP/1.1\r\nHost: t\r\n\r\n");
+	}
+	r = raw_open();
+	ck_assert(setsockopt(r->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0);
+	for (int round = 0; round < 2; round++) {
+		if (round == 0) {
+			raw_send(r, burst, len);
+		} else {
+			for (size_t off = 0; off < len; off += chunk) {
+				raw_send(r, burst + off, len - off < (size_t)chunk ? len - off : (size_t)chunk);
+				if (off % (chunk * 40) == 0)
+					tl_sleep_ms(1);
+			}
+		}
+		for (int i = 0; i < N; i++) {
+			static const char *const method[] = {"POST", "GET", "GET"};
+			static const char *const path[] = {"/v1/transactions", "/healthz", "/nope"};
+			ck_assert_msg(raw_response(r, method[i % 3], path[i % 3], &resp, 30000),
+				      "round %d, response %d: none", round, i);
+			if (i % 3 == 2)
+				expect_problem(&resp, 404, "not-found");
+			else
+				ck_assert_msg(resp.status == 200, "round %d, response %d: %d %s", round, i, resp.status,
+					      resp.body);
+			if (i % 3 == 1)
+				ck_assert_msg(resp.json && json_object_get(resp.json, "participants"),
+					      "round %d, response %d is not /healthz's: %s", round, i, resp.body);
+			if (i % 3 == 0)
+				ck_assert_msg(resp.json && tl_json_str(resp.json, "id"),
+					      "round %d, response %d is not a transaction's: %s", round, i, resp.body);
+			tl_http_response_free(&resp);
+		}
+	}
+	raw_close(r);
+	free(burst);
+	ck_assert_int_eq(balance("bank_a"), a0 - 2 * (N / 3));
+	expect_healthy();
+}
+END_TEST
+
+/* A client that pipelines while a transaction runs is read up to
+ * max_header_bytes + max_body_bytes (plus one read) and no further until
+ * the transaction is answered; then everything is answered, in order. */
+START_TEST(test_pipeline_backpressure)
+{
+	static const char *const kv[] = {"max_header_bytes", "4096", "max_body_bytes", "8192", NULL};
+	static const char get[] = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
+	enum { TOTAL = 300 * 1024, READ_CHUNK = 16384 };
+	char first[2048];
+	char *stream = malloc(TOTAL + sizeof first);
+	size_t len, sent = 0, nget, answered = 0;
+	Raw *r;
+	TlHttpResponse resp;
+	double buffered;
+	int64_t t0;
+
+	ck_assert_ptr_nonnull(stream);
+	start_with(kv);
+	slow_transfer_request(first, sizeof first, "1.5", 1, NULL);
+	len = strlen(first);
+	memcpy(stream, first, len);
+	nget = (TOTAL - len) / (sizeof get - 1);
+	for (size_t i = 0; i < nget; i++, len += sizeof get - 1)
+		memcpy(stream + len, get, sizeof get - 1);
+	r = raw_open();
+	/* As much as the kernel takes without our reading anything. */
+	for (;;) {
+		ssize_t w = send(r->fd, stream + sent, len - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w <= 0) {
+			ck_assert_msg(w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK), "send: %s", strerror(errno));
+			break;
+		}
+		sent += (size_t)w;
+		if (sent == len)
+			break;
+		tl_sleep_ms(5);
+	}
+	tl_sleep_ms(300);
+	buffered = metric("twopc_http_buffered_bytes");
+	fprintf(stderr,
+		"check_http: backpressure: %zu bytes sent while the transaction runs, %.0f buffered in the daemon\n",
+		sent, buffered);
+	ck_assert_msg(sent > 4096 + 8192 + 2 * READ_CHUNK, "the kernel took only %zu bytes: nothing to hold back",
+		      sent);
+	ck_assert_msg(buffered > 0, "nothing buffered while the transaction runs");
+	/* Bytes read (at most the limits plus one read), as allocated (which
+	 * may round up to twice that). */
+	ck_assert_msg(buffered <= 2 * (4096 + 8192 + READ_CHUNK), "%.0f bytes buffered: read past the limits",
+		      buffered);
+	/* Then everything, in order: the transaction first. */
+	t0 = tl_now_ms();
+	while (answered < 1 + nget) {
+		struct pollfd p = {.fd = r->fd, .events = POLLIN | (sent < len ? POLLOUT : 0)};
+		size_t n;
+		ck_assert_msg(tl_now_ms() - t0 < 60000, "%zu of %zu answers after 60 s", answered, 1 + nget);
+		ck_assert(poll(&p, 1, 1000) >= 0);
+		if ((p.revents & POLLOUT) && sent < len) {
+			ssize_t w = send(r->fd, stream + sent, len - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+			if (w > 0)
+				sent += (size_t)w;
+		}
+		if (!(p.revents & POLLIN))
+			continue;
+		ck_assert_msg(raw_fill(r, 0), "connection closed after %zu answers", answered);
+		while ((n = raw_complete(r)) > 0) {
+			char err[256];
+			ck_assert_msg(tl_http_parse_response(r->buf, n, &resp, err, sizeof err), "%s", err);
+			if (answered == 0) {
+				ck_assert_msg(resp.status == 200 && resp.json && tl_json_str(resp.json, "id"),
+					      "first answer is not the transaction's: %d %s", resp.status, resp.body);
+				tl_http_trace("POST", "/v1/transactions", &resp);
+			} else {
+				ck_assert_msg(resp.status == 200 && resp.json &&
+						  json_object_get(resp.json, "participants"),
+					      "answer %zu: %d %s", answered, resp.status, resp.body);
+			}
+			tl_http_response_free(&resp);
+			memmove(r->buf, r->buf + n, r->len - n);
+			r->len -= n;
+			answered++;
+		}
+	}
+	raw_close(r);
+	free(stream);
+	expect_healthy();
+}
+END_TEST
+
+/* Half-closed clients (shutdown(SHUT_WR) after the request) still get the
+ * answer, then the daemon closes; a client gone while its transaction
+ * runs costs nothing: the transaction finishes, the daemon goes on. */
+START_TEST(test_half_close)
+{
+	char req[2048], hv[64];
+	Raw *r;
+	TlHttpResponse resp;
+	int64_t a0;
+
+	start_with(NULL);
+	a0 = balance("bank_a");
+
+	/* Answered at once. */
+	r = raw_open();
+	raw_sends(r, "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+	ck_assert(shutdown(r->fd, SHUT_WR) == 0);
+	ck_assert(raw_response(r, "GET", "/healthz", &resp, 10000));
+	ck_assert_int_eq(resp.status, 200);
+	tl_http_response_free(&resp);
+	ck_assert(raw_closed_by_server(r, 5000));
+	raw_close(r);
+
+	/* Answered after the transaction (the shutdown arrives meanwhile). */
+	r = raw_open();
+	slow_transfer_request(req, sizeof req, "0.5", 1, NULL);
+	raw_sends(r, req);
+	ck_assert(shutdown(r->fd, SHUT_WR) == 0);
+	ck_assert(raw_response(r, "POST", "/v1/transactions", &resp, 30000));
+	ck_assert_msg(resp.status == 200, "%d %s", resp.status, resp.body);
+	ck_assert_str_eq(tl_http_header(&resp, "Connection", hv, sizeof hv), "close");
+	tl_http_response_free(&resp);
+	ck_assert(raw_closed_by_server(r, 5000));
+	raw_close(r);
+	ck_assert_int_eq(balance("bank_a"), a0 - 1);
+
+	/* Gone before the answer: closed outright, and with a reset. */
+	for (int i = 0; i < 2; i++) {
+		r = raw_open();
+		slow_transfer_request(req, sizeof req, "0.5", 1, NULL);
+		raw_sends(r, req);
+		tl_sleep_ms(100);
+		if (i == 1) {
+			struct linger lg = {.l_onoff = 1, .l_linger = 0};
+			ck_assert(setsockopt(r->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) == 0);
+		}
+		raw_close(r);
+	}
+	wait_no_txn_in_flight();
+	ck_assert_int_eq(balance("bank_a"), a0 - 3);
+	expect_healthy();
+}
+END_TEST
+
+/* Idle keep-alive connections hold no buffer; a request arriving in pieces
+ * does, until it is read whole. */
+START_TEST(test_idle_no_buffers)
+{
+	enum { N = 100 };
+	Raw *c[N];
+	TlHttpResponse resp;
+	double partial;
+
+	start_with(NULL);
+	for (int i = 0; i < N; i++) {
+		c[i] = raw_open();
+		raw_sends(c[i], "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+		ck_assert(raw_response(c[i], "GET", "/healthz", &resp, 10000));
+		ck_assert_int_eq(resp.status, 200);
+		tl_http_response_free(&resp);
+	}
+	ck_assert_msg(metric("twopc_http_connections_open") >= N, "fewer than %d connections open", N);
+	ck_assert_msg(metric("twopc_http_buffered_bytes") == 0, "%d idle connections hold buffers", N);
+	raw_sends(c[0], "GET /healthz HTTP/1.1\r\nHo");
+	tl_sleep_ms(200);
+	partial = metric("twopc_http_buffered_bytes");
+	ck_assert_msg(partial >= 25, "a partial request: %.0f bytes buffered", partial);
+	raw_sends(c[0], "st: t\r\n\r\n");
+	ck_assert(raw_response(c[0], "GET", "/healthz", &resp, 10000));
+	ck_assert_int_eq(resp.status, 200);
+	tl_http_response_free(&resp);
+	ck_assert_msg(metric("twopc_http_buffered_bytes") == 0, "the request was answered, its bytes still buffered");
+	for (int i = 0; i < N; i++)
+		raw_close(c[i]);
+}
+END_TEST
+
+/* POST /v1/transactions releases its request's head and body once parsed
+ * (http_request_release_input); the answer still follows the request's
+ * HTTP version and keep-alive, an Idempotency-Key read before the release
+ * is remembered, and an aborted transaction's problem is answered too. */
+START_TEST(test_released_request)
+{
+	char req[2048], hv[64];
+	Raw *r;
+	TlHttpResponse resp;
+	int64_t a0;
+
+	start_with(NULL);
+	a0 = balance("bank_a");
+
+	/* HTTP/1.1: keep-alive, no Connection header; the connection goes on. */
+	r = raw_open();
+	slow_transfer_request(req, sizeof req, "0.2", 1, NULL);
+	raw_sends(r, req);
+	ck_assert(raw_response(r, "POST", "/v1/transactions", &resp, 30000));
+	ck_assert_msg(resp.status == 200, "%d %s", resp.status, resp.body);
+	ck_assert_msg(tl_http_header(&resp, "Connection", hv, sizeof hv) == NULL, "Connection: %s", hv);
+	tl_http_response_free(&resp);
+	/* With Connection: close: said and done. */
+	slow_transfer_request(req, sizeof req, "0.2", 1, "Connection: close\r\n");
+	raw_sends(r, req);
+	ck_assert(raw_response(r, "POST", "/v1/transactions", &resp, 30000));
+	ck_assert_msg(resp.status == 200, "%d %s", resp.status, resp.body);
+	ck_assert_str_eq(tl_http_header(&resp, "Connection", hv, sizeof hv), "close");
+	tl_http_response_free(&resp);
+	ck_assert(raw_closed_by_server(r, 5000));
+	raw_close(r);
+
+	/* HTTP/1.0 asking for keep-alive gets it, twice on one connection. */
+	r = raw_open();
+	for (int i = 0; i < 2; i++) {
+		slow_transfer_request(req, sizeof req, "0.2", 0, "Connection: keep-alive\r\n");
+		raw_sends(r, req);
+		ck_assert(raw_response(r, "POST", "/v1/transactions", &resp, 30000));
+		ck_assert_msg(resp.status == 200, "%d %s", resp.status, resp.body);
+		ck_assert_str_eq(tl_http_header(&resp, "Connection", hv, sizeof hv), "keep-alive");
+		tl_http_response_free(&resp);
+	}
+	raw_close(r);
+	/* HTTP/1.0 without: closed after the answer. */
+	r = raw_open();
+	slow_transfer_request(req, sizeof req, "0.2", 0, NULL);
+	raw_sends(r, req);
+	ck_assert(raw_response(r, "POST", "/v1/transactions", &resp, 30000));
+	ck_assert_msg(resp.status == 200, "%d %s", resp.status, resp.body);
+	ck_assert_str_eq(tl_http_header(&resp, "Connection", hv, sizeof hv), "close");
+	tl_http_response_free(&resp);
+	ck_assert(raw_closed_by_server(r, 5000));
+	raw_close(r);
+	ck_assert_int_eq(balance("bank_a"), a0 - 5);
+
+	/* An Idempotency-Key: the retry is a replay of the first answer. */
+	r = raw_open();
+	for (int i = 0; i < 2; i++) {
+		slow_transfer_request(req, sizeof req, "0.2", 1, "Idempotency-Key: released-1\r\n");
+		raw_sends(r, req);
+		ck_assert(raw_response(r, "POST", "/v1/transactions", &resp, 30000));
+		ck_assert_msg(resp.status == 200, "%d %s", resp.status, resp.body);
+		if (i == 1)
+			ck_assert_str_eq(tl_http_header(&resp, "Idempotent-Replayed", hv, sizeof hv), "true");
+		tl_http_response_free(&resp);
+	}
+	ck_assert_int_eq(balance("bank_a"), a0 - 6);
+
+	/* Aborted (the guard does not hold): the problem, on the same connection. */
+	{
+		static const char body[] =
+		    "{\"branches\":{\"bank_a\":[{\"sql\":\"UPDATE accounts SET balance = balance - 1 WHERE id = 999\","
+		    "\"expect_rows\":1}],\"bank_b\":[{\"sql\":\"SELECT 1\"}]}}";
+		snprintf(req, sizeof req, "POST /v1/transactions HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n%s",
+			 strlen(body), body);
+		raw_sends(r, req);
+		ck_assert(raw_response(r, "POST", "/v1/transactions", &resp, 30000));
+		expect_problem(&resp, 409, "expect-rows");
+		ck_assert_msg(tl_http_header(&resp, "Connection", hv, sizeof hv) == NULL, "Connection: %s", hv);
+		tl_http_response_free(&resp);
+	}
+	raw_sends(r, "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+	ck_assert(raw_response(r, "GET", "/healthz", &resp, 10000));
+	ck_assert_int_eq(resp.status, 200);
+	tl_http_response_free(&resp);
+	raw_close(r);
+	ck_assert_int_eq(balance("bank_a"), a0 - 6);
+}
+END_TEST
+
 /* ------------------------------------------------------------- fixtures */
 
 TL_FIXTURE_GLUE(ht_fx)
@@ -758,6 +1224,12 @@ TL_FIXTURE_SETUP(ht_fx, max_connections)
 TL_FIXTURE_SETUP(ht_fx, ten_thousand_connections)
 TL_FIXTURE_SETUP(ht_fx, auth)
 TL_FIXTURE_SETUP(ht_fx, auth_bad_file)
+TL_FIXTURE_SETUP(ht_fx, slow_reader)
+TL_FIXTURE_SETUP(ht_fx, pipelined_burst)
+TL_FIXTURE_SETUP(ht_fx, pipeline_backpressure)
+TL_FIXTURE_SETUP(ht_fx, half_close)
+TL_FIXTURE_SETUP(ht_fx, idle_no_buffers)
+TL_FIXTURE_SETUP(ht_fx, released_request)
 
 int main(void)
 {
@@ -771,5 +1243,11 @@ int main(void)
 	TL_FIXTURE_CASE(ht_fx, s, ten_thousand_connections);
 	TL_FIXTURE_CASE(ht_fx, s, auth);
 	TL_FIXTURE_CASE(ht_fx, s, auth_bad_file);
+	TL_FIXTURE_CASE(ht_fx, s, slow_reader);
+	TL_FIXTURE_CASE(ht_fx, s, pipelined_burst);
+	TL_FIXTURE_CASE(ht_fx, s, pipeline_backpressure);
+	TL_FIXTURE_CASE(ht_fx, s, half_close);
+	TL_FIXTURE_CASE(ht_fx, s, idle_no_buffers);
+	TL_FIXTURE_CASE(ht_fx, s, released_request);
 	return tl_fixture_main(&ht_fx, s);
 }
