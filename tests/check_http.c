@@ -1086,6 +1086,68 @@ START_TEST(test_half_close)
 	}
 	wait_no_txn_in_flight();
 	ck_assert_int_eq(balance("bank_a"), a0 - 3);
+
+	/* Reset right after the request, before the daemon has answered it:
+	 * the answer's write fails (in the handler, for /healthz). */
+	for (int i = 0; i < 20; i++) {
+		struct linger lg = {.l_onoff = 1, .l_linger = 0};
+		r = raw_open();
+		if (i % 2 == 0)
+			raw_sends(r, "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+		else
+			raw_sends(r, "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+				     "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+		ck_assert(setsockopt(r->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) == 0);
+		raw_close(r);
+	}
+	expect_healthy();
+}
+END_TEST
+
+/* Clients that stop: one that reads nothing of a big answer is closed at
+ * the request deadline (its output buffer freed), one that never closes
+ * after a Connection: close answer once the drain time is up. */
+START_TEST(test_stalled_clients)
+{
+	static const char *const kv[] = {"http_request_timeout_ms", "1000", NULL};
+	enum { N = 256 };
+	char req[N * 64] = "";
+	Raw *r;
+	TlHttpResponse resp;
+	double open0, buffered;
+	int64_t t0;
+
+	start_with(kv);
+	open0 = metric("twopc_http_connections_open"); /* the /metrics request's own */
+	r = raw_open_small_rcvbuf();
+	for (int i = 0; i < N; i++)
+		strcat(req, "GET /dashboard.js HTTP/1.1\r\nHost: t\r\n\r\n");
+	raw_sends(r, req);
+	tl_sleep_ms(300);
+	buffered = metric("twopc_http_buffered_bytes");
+	ck_assert_msg(buffered > (double)strlen(req), "nothing waits for the stalled reader (%.0f bytes)", buffered);
+	for (t0 = tl_now_ms();; tl_sleep_ms(100)) {
+		if (metric("twopc_http_connections_open") == open0 && metric("twopc_http_buffered_bytes") == 0)
+			break;
+		ck_assert_msg(tl_now_ms() - t0 < 10000, "the stalled reader is still connected after 10 s");
+	}
+	fprintf(stderr, "check_http: stalled reader closed %lld ms after the deadline started\n",
+		(long long)(tl_now_ms() - t0 + 300));
+	raw_close(r);
+
+	/* Answered with Connection: close; the client reads it and the FIN, and
+	 * keeps its socket open. */
+	r = raw_open();
+	raw_sends(r, "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+	ck_assert(raw_response(r, "GET", "/healthz", &resp, 10000));
+	ck_assert_int_eq(resp.status, 200);
+	tl_http_response_free(&resp);
+	ck_assert(raw_closed_by_server(r, 5000));
+	for (t0 = tl_now_ms(); metric("twopc_http_connections_open") > open0; tl_sleep_ms(100))
+		ck_assert_msg(tl_now_ms() - t0 < 10000, "a drained connection is still open after 10 s");
+	fprintf(stderr, "check_http: lingering client closed after %lld ms of draining\n",
+		(long long)(tl_now_ms() - t0));
+	raw_close(r);
 	expect_healthy();
 }
 END_TEST
@@ -1228,6 +1290,7 @@ TL_FIXTURE_SETUP(ht_fx, slow_reader)
 TL_FIXTURE_SETUP(ht_fx, pipelined_burst)
 TL_FIXTURE_SETUP(ht_fx, pipeline_backpressure)
 TL_FIXTURE_SETUP(ht_fx, half_close)
+TL_FIXTURE_SETUP(ht_fx, stalled_clients)
 TL_FIXTURE_SETUP(ht_fx, idle_no_buffers)
 TL_FIXTURE_SETUP(ht_fx, released_request)
 
@@ -1247,6 +1310,7 @@ int main(void)
 	TL_FIXTURE_CASE(ht_fx, s, pipelined_burst);
 	TL_FIXTURE_CASE(ht_fx, s, pipeline_backpressure);
 	TL_FIXTURE_CASE(ht_fx, s, half_close);
+	TL_FIXTURE_CASE(ht_fx, s, stalled_clients);
 	TL_FIXTURE_CASE(ht_fx, s, idle_no_buffers);
 	TL_FIXTURE_CASE(ht_fx, s, released_request);
 	return tl_fixture_main(&ht_fx, s);
