@@ -575,11 +575,18 @@ void branch_session_kept(Branch *b, PgConn *conn)
 
 static void branch_phase1(Branch *b)
 {
+	PgConn *conn = pool_try_acquire(b->pool);
+
 	b->state = BR_WAIT_CONN;
 	b->op_active = true;
 	b->waiter.fn = on_phase1_conn;
 	b->waiter.arg = b;
 	b->waiter.deadline_us = b->txn->deadline_us;
+	if (conn != NULL) {
+		/* Idle and nobody queued: send now (nothing here calls back). */
+		on_phase1_conn(&b->waiter, conn, NULL);
+		return;
+	}
 	pool_acquire(b->pool, &b->waiter);
 }
 
@@ -946,6 +953,11 @@ void branch_finish_op(Branch *b)
 	if (b->conn != NULL) {
 		/* The connection that prepared the branch. */
 		finish_send(b, b->conn);
+		return;
+	}
+	PgConn *conn = pool_try_acquire(b->pool);
+	if (conn != NULL) {
+		finish_send(b, conn);
 		return;
 	}
 	b->waiter.fn = on_finish_conn;

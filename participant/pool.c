@@ -281,6 +281,19 @@ static void dispatch(Pool *p)
 		fail_all_waiters(p);
 }
 
+PgConn *pool_try_acquire(Pool *p)
+{
+	PgConn *c = p->idle;
+
+	if (c == NULL || p->whead != NULL)
+		return NULL;
+	p->idle = pgconn_next(c);
+	pgconn_set_next(c, NULL);
+	p->nidle--;
+	p->nbusy++;
+	return c;
+}
+
 void pool_acquire(Pool *p, PoolWaiter *w)
 {
 	if (w->deadline_us != 0 && w->deadline_us < p->next_deadline_us)

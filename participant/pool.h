@@ -62,6 +62,10 @@ void pool_start(Pool *p);
 
 /* Queues w; w->fn runs later with a connection or a failure. */
 void pool_acquire(Pool *p, PoolWaiter *w);
+/* An idle connection at once, when one is idle and nobody waits (so no
+ * waiter is overtaken); NULL otherwise (then pool_acquire). Saves the
+ * deferred dispatch when the pool is not the bottleneck. */
+PgConn *pool_try_acquire(Pool *p);
 /* Withdraws a queued waiter (its fn will not run). */
 void pool_cancel(Pool *p, PoolWaiter *w);
 /* Gives a connection back after its job completed. */
