@@ -3,6 +3,7 @@
  */
 #include "result_json.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -70,11 +71,43 @@ json_t *result_rows_json(const PGresult *r)
 	return rows;
 }
 
+/* The count at the end of a tag PQcmdTuples() would read it from ("UPDATE
+ * 3", "INSERT 0 3"), without its prefix comparisons; -2 for any other tag. */
+static long long tag_count(const char *tag)
+{
+	static const char *const verbs[] = {"UPDATE ", "DELETE ", "INSERT ", "MERGE "};
+	const char *p = NULL, *end;
+	long long v = 0;
+
+	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]) && p == NULL; i++) {
+		size_t n = strlen(verbs[i]);
+		if (strncmp(tag, verbs[i], n) == 0)
+			p = tag + n;
+	}
+	if (p == NULL)
+		return -2;
+	end = strrchr(p, ' ');
+	if (end != NULL)
+		p = end + 1; /* INSERT's oid, then the count */
+	if (*p < '0' || *p > '9')
+		return -2;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (v > (LLONG_MAX - 9) / 10)
+			return -2;
+		v = v * 10 + (*p - '0');
+	}
+	return *p == '\0' ? v : -2;
+}
+
 long long result_row_count(const PGresult *r)
 {
 	const char *t;
+	long long n;
+
 	if (PQresultStatus(r) == PGRES_TUPLES_OK)
 		return PQntuples(r);
+	if ((n = tag_count(PQcmdStatus((PGresult *)r))) >= 0)
+		return n;
 	t = PQcmdTuples((PGresult *)r);
 	if (t == NULL || *t == '\0')
 		return -1;

@@ -793,8 +793,10 @@ void txn_result_text(const Txn *t, bool phase2_pending, bool newline, StrBuf *sb
 		const Branch *b = &t->branches[i];
 		if (i > 0)
 			sb_puts(sb, ",");
-		sb_json_string(sb, b->name);
-		sb_puts(sb, ":");
+		/* Participant names are [A-Za-z0-9_-] (config.c): no escaping. */
+		sb_append(sb, "\"", 1);
+		sb_puts(sb, b->name);
+		sb_append(sb, "\":", 2);
 		sb_puts(sb, b->results ? b->results : "[]");
 	}
 	sb_puts(sb, "}");

@@ -611,6 +611,36 @@ START_TEST(test_one_phase_lost_read_only)
 }
 END_TEST
 
+/* rows_affected as the command tags say (result_json.c reads the count
+ * off the tag itself for UPDATE, DELETE, INSERT and MERGE): several rows,
+ * none, INSERT's "INSERT 0 n", MERGE, and a SELECT's row count. */
+START_TEST(test_rows_affected_counts)
+{
+	TlHttpResponse r;
+	char id[32];
+
+	tl_fixture_start(&pt_fx, NULL, NULL);
+	post(NULL,
+	     "{\"branches\":{\"bank_a\":["
+	     "{\"sql\":\"UPDATE accounts SET balance = balance + 1 WHERE id BETWEEN 41 AND 47\"},"
+	     "{\"sql\":\"DELETE FROM accounts WHERE id < 0\"},"
+	     "{\"sql\":\"INSERT INTO parent SELECT g FROM generate_series(1001, 1012) g\"},"
+	     "{\"sql\":\"MERGE INTO parent p USING (SELECT g FROM generate_series(1010, 1013) g) s ON p.id = s.g"
+	     " WHEN NOT MATCHED THEN INSERT VALUES (s.g)\"}],"
+	     "\"bank_b\":[{\"sql\":\"SELECT id FROM accounts WHERE id <= 3\"},"
+	     "{\"sql\":\"UPDATE accounts SET balance = balance WHERE id = 1000\"}]}}",
+	     &r);
+	expect_committed(&r, id, sizeof id);
+	ck_assert_msg(strstr(r.body, "\"bank_a\":[{\"rows_affected\":7},{\"rows_affected\":0},"
+	                             "{\"rows_affected\":12},{\"rows_affected\":1}]") != NULL,
+	              "%s", r.body);
+	ck_assert_msg(strstr(r.body, "\"bank_b\":[{\"rows_affected\":3,\"rows\":[") != NULL, "%s", r.body);
+	ck_assert_msg(strstr(r.body, "]},{\"rows_affected\":0}]") != NULL, "%s", r.body);
+	tl_http_response_free(&r);
+	ck_assert_int_eq(scalar("bank_a", "SELECT count(*) FROM parent WHERE id > 1000"), 13);
+}
+END_TEST
+
 /* A transfer whose second branch only reads: committed; the reading
  * branch is prepared and finished in phase 1, not in the COMMIT record. */
 START_TEST(test_read_only_branch)
@@ -1251,6 +1281,7 @@ TL_FIXTURE_SETUP(pt_fx, one_phase_lost_before_commit)
 TL_FIXTURE_SETUP(pt_fx, one_phase_lost_read_only)
 TL_FIXTURE_SETUP(pt_fx, one_phase_outcome_unknown)
 TL_FIXTURE_SETUP(pt_fx, read_only_branch)
+TL_FIXTURE_SETUP(pt_fx, rows_affected_counts)
 TL_FIXTURE_SETUP(pt_fx, all_read_only)
 TL_FIXTURE_SETUP(pt_fx, select_for_update_writes)
 TL_FIXTURE_SETUP(pt_fx, read_only_crash)
@@ -1273,6 +1304,7 @@ int main(void)
 	TL_FIXTURE_CASE(pt_fx, s, one_phase_lost_read_only);
 	TL_FIXTURE_CASE(pt_fx, s, one_phase_outcome_unknown);
 	TL_FIXTURE_CASE(pt_fx, s, read_only_branch);
+	TL_FIXTURE_CASE(pt_fx, s, rows_affected_counts);
 	TL_FIXTURE_CASE(pt_fx, s, all_read_only);
 	TL_FIXTURE_CASE(pt_fx, s, select_for_update_writes);
 	TL_FIXTURE_CASE(pt_fx, s, read_only_crash);
