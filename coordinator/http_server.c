@@ -118,6 +118,11 @@ struct HttpServer {
 	HttpServerStats stats;
 	time_t date_time;
 	char date[64];
+	/* "HTTP/1.1 200 OK ... Content-Length: " for application/json, the
+	 * most common head, rebuilt when the date changes. */
+	char ok_json[160];
+	size_t ok_json_len;
+	time_t ok_json_time;
 };
 
 static void on_io(evutil_socket_t fd, short what, void *arg);
@@ -413,11 +418,24 @@ void http_respond(HttpRequest *req, int status, const char *content_type, const 
 	}
 	closing = c->close_after || !req->keep_alive || c->peer_eof || c->rejecting;
 	/* The status line and headers without printf: every response. */
-	fmt_i64(num, status);
-	str_concat(head, sizeof(head), "HTTP/1.1 ", num, " ", http_reason_phrase(status),
-	           "\r\nDate: ", http_date(c->srv), "\r\nContent-Type: ", content_type,
-	           "\r\nContent-Length: ", (char *)NULL);
-	n = strlen(head);
+	if (status == 200 && strcmp(content_type, "application/json") == 0) {
+		HttpServer *srv = c->srv;
+		const char *date = http_date(srv);
+		if (srv->ok_json_time != srv->date_time || srv->ok_json_len == 0) {
+			str_concat(srv->ok_json, sizeof(srv->ok_json), "HTTP/1.1 200 OK\r\nDate: ", date,
+			           "\r\nContent-Type: application/json\r\nContent-Length: ", (char *)NULL);
+			srv->ok_json_len = strlen(srv->ok_json);
+			srv->ok_json_time = srv->date_time;
+		}
+		memcpy(head, srv->ok_json, srv->ok_json_len);
+		n = srv->ok_json_len;
+	} else {
+		fmt_i64(num, status);
+		str_concat(head, sizeof(head), "HTTP/1.1 ", num, " ", http_reason_phrase(status),
+		           "\r\nDate: ", http_date(c->srv), "\r\nContent-Type: ", content_type,
+		           "\r\nContent-Length: ", (char *)NULL);
+		n = strlen(head);
+	}
 	n += fmt_i64(head + n, (int64_t)len);
 	iov[niov++] = (struct iovec){head, n};
 	if (closing)

@@ -177,6 +177,14 @@ bool str_concat(char *buf, size_t len, ...)
 
 void sb_append(StrBuf *b, const char *s, size_t n)
 {
+	sb_reserve(b, n);
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+void sb_reserve(StrBuf *b, size_t n)
+{
 	if (b->len + n + 1 > b->cap) {
 		size_t cap = b->cap ? b->cap : 64;
 		while (cap < b->len + n + 1)
@@ -191,9 +199,6 @@ void sb_append(StrBuf *b, const char *s, size_t n)
 		}
 		b->cap = cap;
 	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
 }
 
 void sb_printf(StrBuf *b, const char *fmt, ...)

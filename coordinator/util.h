@@ -58,6 +58,9 @@ typedef struct StrBuf {
 } StrBuf;
 #define SB_IN(array) {.p = (array), .cap = sizeof(array), .borrowed = true}
 void sb_append(StrBuf *b, const char *s, size_t n);
+/* Room for n more bytes (and the NUL): the caller may then write them at
+ * b->p + b->len and add n to b->len, terminating it. */
+void sb_reserve(StrBuf *b, size_t n);
 static inline void sb_puts(StrBuf *b, const char *s)
 {
 	sb_append(b, s, __builtin_strlen(s));
