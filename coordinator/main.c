@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <stdio.h>
@@ -198,6 +199,11 @@ int main(int argc, char **argv)
 	int opt, rc = 1;
 
 	memset(&d, 0, sizeof(d));
+	/* No fastbins: libpq allocates a 2 KiB block for several results of
+	 * every transaction, and each such request made glibc consolidate the
+	 * fastbins (malloc_consolidate) first. Small blocks still go through
+	 * the per-thread cache. */
+	mallopt(M_MXFAST, 0);
 	while ((opt = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
