@@ -187,6 +187,34 @@ top() {
         sort -rn | sed -n "1,${2}p" |
         awk -v n="$n" -v t="$total" '{ ir = $1; $1 = ""; printf "  %8.0f/tx %5.1f%%  %s\n", ir / n, 100 * ir / t, substr($0, 2) }'
 }
+# by_object DUMP: each ELF object's own instructions (self cost summed
+# over its functions). In the dump a cost line after "calls=" is the
+# callee's inclusive cost and is skipped; names may be compressed as
+# "(id) name" on first use and "(id)" after.
+by_object() {
+    awk -v n="$n" '
+        function name(v,    id) {
+            if (match(v, /^\([0-9]+\)/)) {
+                id = substr(v, RSTART, RLENGTH)
+                if (length(v) > RLENGTH) obname[id] = substr(v, RLENGTH + 2)
+                return obname[id]
+            }
+            return v
+        }
+        /^ob=/ { ob = name(substr($0, 4)); next }
+        /^cob=/ { name(substr($0, 5)); next }
+        /^calls=/ { skip = 1; next }
+        /^[0-9+*-]/ { if (skip) { skip = 0; next } cost[ob] += $2; total += $2; next }
+        END {
+            for (o in cost) {
+                short = o; sub(/.*\//, "", short)
+                printf "  %8.0f/tx %5.1f%%  %s\n", cost[o] / n, 100 * cost[o] / total, short
+            }
+        }' "$1" | sort -rn
+}
+echo "by object (own instructions; the sum runs a little above the total: the dump's cost lines):"
+by_object "$dump"
+echo
 echo "top 10 functions by their own instructions (instructions per transaction, share of the window):"
 top "$WORK/self.txt" 10 sum
 echo
