@@ -272,26 +272,33 @@ static bool parse_request_line(HttpRequest *r, HeadParse *hp, char *line, ParseE
 
 static bool parse_header_line(HeadParse *hp, char *line, ParseError *e)
 {
-	char *colon, *v, *end;
+	unsigned char *p = (unsigned char *)line;
+	char *v, *end;
 
 	if (line[0] == ' ' || line[0] == '\t')
 		return http_perr(e, 400, "bad-request", "obsolete header line folding is not accepted", NULL);
-	colon = strchr(line, ':');
-	if (colon == NULL)
-		return http_perr(e, 400, "bad-request", "malformed header line (no colon)", NULL);
-	*colon = '\0';
-	if (!is_token(line))
+	/* One pass each over the name and the value (every header of every
+	 * request comes here): the name is token characters up to the colon. */
+	while (byte_class[*p] & CH_TOKEN)
+		p++;
+	if (*p != ':' || p == (unsigned char *)line) {
+		if (strchr(line, ':') == NULL)
+			return http_perr(e, 400, "bad-request", "malformed header line (no colon)", NULL);
 		return http_perr(e, 400, "bad-request", "malformed header name", NULL);
-	v = colon + 1;
+	}
+	*p = '\0';
+	v = (char *)p + 1;
 	while (*v == ' ' || *v == '\t')
 		v++;
-	end = v + strlen(v);
-	while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
-		*--end = '\0';
-	for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+	/* The value: no control characters; blanks at its end trimmed. */
+	end = v;
+	for (p = (unsigned char *)v; *p; p++) {
 		if (byte_class[*p] & CH_BAD_VALUE)
 			return http_perr(e, 400, "bad-request", "header %s contains a control character", line);
+		if (*p != ' ' && *p != '\t')
+			end = (char *)p + 1;
 	}
+	*end = '\0';
 	if (hp->nhdr == HTTP_MAX_HEADERS)
 		return http_perr(e, 431, "headers-too-large", "more than 100 header fields", NULL);
 	hp->hdr[hp->nhdr].name = (uint32_t)(line - hp->head);

@@ -140,6 +140,11 @@ size_t fmt_i64(char *buf, int64_t v)
 	size_t n = 0, len = 0;
 	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
 
+	if (v >= 0 && v < 10) { /* the common case: participant indexes, row counts */
+		buf[0] = (char)('0' + v);
+		buf[1] = '\0';
+		return 1;
+	}
 	do {
 		tmp[n++] = (char)('0' + u % 10);
 		u /= 10;

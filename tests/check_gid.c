@@ -89,6 +89,28 @@ START_TEST(test_gid_write_matches_build)
 }
 END_TEST
 
+/* fmt_i64 (the GID's index, row counts, Content-Length) against printf,
+ * both sides of its one-digit short cut and the extremes. */
+START_TEST(test_fmt_i64_matches_printf)
+{
+	static const int64_t vals[] = {0, 1, 9, 10, 11, 99, 100, 65535, -1, -9, -10, 1234567890123LL,
+	                               INT64_MAX, INT64_MIN, INT64_MIN + 1};
+	char got[24], want[24];
+
+	for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+		size_t n = fmt_i64(got, vals[i]);
+		snprintf(want, sizeof(want), "%" PRId64, vals[i]);
+		ck_assert_str_eq(got, want);
+		ck_assert_uint_eq(n, strlen(want));
+	}
+	for (int64_t v = -1000; v <= 1000; v++) {
+		fmt_i64(got, v);
+		snprintf(want, sizeof(want), "%" PRId64, v);
+		ck_assert_str_eq(got, want);
+	}
+}
+END_TEST
+
 START_TEST(test_gid_round_trip)
 {
 	static const unsigned indices[] = {0, 1, 9, 10, 63, 64, 100, 999, 1000, 65534, 65535};
@@ -510,6 +532,7 @@ static Suite *gid_suite(void)
 	tcase_add_test(tc, test_gid_exact_format);
 	tcase_add_test(tc, test_gid_round_trip);
 	tcase_add_test(tc, test_gid_write_matches_build);
+	tcase_add_test(tc, test_fmt_i64_matches_printf);
 	tcase_add_test(tc, test_gid_parse_rejects_malformed);
 	tcase_add_test(tc, test_gid_no_cross_claims);
 	tcase_add_test(tc, test_gid_length_limit);
