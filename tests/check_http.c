@@ -151,6 +151,17 @@ static bool raw_response(Raw *r, const char *method, const char *path, TlHttpRes
 	return true;
 }
 
+/* Sends REQ (a GET /healthz) on r and expects its 200. */
+static void raw_expect_healthz(Raw *r, const char *req)
+{
+	TlHttpResponse resp;
+
+	raw_sends(r, req);
+	ck_assert(raw_response(r, "GET", "/healthz", &resp, 10000));
+	ck_assert_int_eq(resp.status, 200);
+	tl_http_response_free(&resp);
+}
+
 /* Whether the server closes the connection within TIMEOUT_MS (bytes that
  * arrive meanwhile are discarded). */
 static bool raw_closed_by_server(Raw *r, int timeout_ms)
@@ -382,10 +393,7 @@ START_TEST(test_keepalive_pipelining)
 
 	/* HTTP/1.0 closes unless asked to keep alive. */
 	r = raw_open();
-	raw_sends(r, "GET /healthz HTTP/1.0\r\n\r\n");
-	ck_assert(raw_response(r, "GET", "/healthz", &resp, 10000));
-	ck_assert_int_eq(resp.status, 200);
-	tl_http_response_free(&resp);
+	raw_expect_healthz(r, "GET /healthz HTTP/1.0\r\n\r\n");
 	ck_assert(raw_closed_by_server(r, 5000));
 	raw_close(r);
 	r = raw_open();
@@ -393,10 +401,7 @@ START_TEST(test_keepalive_pipelining)
 	ck_assert(raw_response(r, "GET", "/healthz", &resp, 10000));
 	ck_assert_str_eq(tl_http_header(&resp, "Connection", hv, sizeof hv), "keep-alive");
 	tl_http_response_free(&resp);
-	raw_sends(r, "GET /healthz HTTP/1.0\r\n\r\n");
-	ck_assert(raw_response(r, "GET", "/healthz", &resp, 10000));
-	ck_assert_int_eq(resp.status, 200);
-	tl_http_response_free(&resp);
+	raw_expect_healthz(r, "GET /healthz HTTP/1.0\r\n\r\n");
 	raw_close(r);
 }
 END_TEST
@@ -873,10 +878,7 @@ START_TEST(test_slow_reader)
 	}
 	/* All written: nothing left in the daemon, and the connection goes on. */
 	ck_assert_msg(metric("twopc_http_buffered_bytes") == 0, "bytes still buffered after every response was read");
-	raw_sends(r, "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
-	ck_assert(raw_response(r, "GET", "/healthz", &resp, 10000));
-	ck_assert_int_eq(resp.status, 200);
-	tl_http_response_free(&resp);
+	raw_expect_healthz(r, "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
 	raw_close(r);
 }
 END_TEST
@@ -1113,7 +1115,6 @@ START_TEST(test_stalled_clients)
 	enum { N = 256 };
 	char req[N * 64] = "";
 	Raw *r;
-	TlHttpResponse resp;
 	double open0, buffered;
 	int64_t t0;
 
@@ -1138,10 +1139,7 @@ START_TEST(test_stalled_clients)
 	/* Answered with Connection: close; the client reads it and the FIN, and
 	 * keeps its socket open. */
 	r = raw_open();
-	raw_sends(r, "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-	ck_assert(raw_response(r, "GET", "/healthz", &resp, 10000));
-	ck_assert_int_eq(resp.status, 200);
-	tl_http_response_free(&resp);
+	raw_expect_healthz(r, "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
 	ck_assert(raw_closed_by_server(r, 5000));
 	for (t0 = tl_now_ms(); metric("twopc_http_connections_open") > open0; tl_sleep_ms(100))
 		ck_assert_msg(tl_now_ms() - t0 < 10000, "a drained connection is still open after 10 s");
@@ -1266,10 +1264,7 @@ START_TEST(test_released_request)
 		ck_assert_msg(tl_http_header(&resp, "Connection", hv, sizeof hv) == NULL, "Connection: %s", hv);
 		tl_http_response_free(&resp);
 	}
-	raw_sends(r, "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
-	ck_assert(raw_response(r, "GET", "/healthz", &resp, 10000));
-	ck_assert_int_eq(resp.status, 200);
-	tl_http_response_free(&resp);
+	raw_expect_healthz(r, "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
 	raw_close(r);
 	ck_assert_int_eq(balance("bank_a"), a0 - 6);
 }
