@@ -1,7 +1,7 @@
 /*
- * txn_int: what txn.c (two-phase commit, read-only branches) and
- * txn_onephase.c (one-phase commit) share. Private to those two files;
- * everyone else goes through txn.h.
+ * txn_int: what txn.c (the state machine), txn_phase1.c (phase 1 of a
+ * branch), txn_phase2.c (phase-2 batches) and txn_onephase.c (one-phase
+ * commit) share. Private to those files; everyone else goes through txn.h.
  */
 #ifndef TWOPC_TXN_INT_H
 #define TWOPC_TXN_INT_H
@@ -9,6 +9,12 @@
 #include "txn.h"
 
 /* txn.c */
+/* After abandoning a branch mid-PREPARE, how long its server-side PREPARE
+ * may still complete: we keep checking for it that long. */
+#define UNKNOWN_GRACE_US (2 * 1000 * 1000LL)
+/* A BranchOp's query index for a query not sent. */
+#define NO_QUERY SIZE_MAX
+
 /* Room for "<verb> '<gid>'": PREPARE TRANSACTION, COMMIT or ROLLBACK PREPARED. */
 #define OP_SQL_MAX (GID_OURS_MAX + 24)
 
@@ -67,6 +73,13 @@ void txn_reply(Txn *t);
 /* b's transaction committed or prepared on conn: the session settings its
  * phase 1 made are now in effect there. */
 void branch_session_kept(Branch *b, PgConn *conn);
+
+/* Every branch of t has answered phase 1 (or was abandoned): decide. */
+void phase1_branch_done(Branch *b);
+
+/* txn_phase1.c: phase 1 of one branch. */
+/* Waits for a connection (at once if one is idle), then sends phase 1. */
+void branch_phase1(Branch *b);
 
 /* Phase 2 and rollback of one branch (txn.c), for txn_phase2.c: */
 /* COMMIT or ROLLBACK PREPARED for b, by its state, on its own connection
