@@ -208,32 +208,27 @@ static void on_phase1_job(PgJob *job, PgConn *conn, PgJobStatus st)
 	b->conn = NULL;
 	b->op_active = false;
 
-	if (st == PGJOB_CONN_LOST && t->one_phase) {
-		/* No COMMIT was sent: the server rolls back when it sees the
-		 * connection gone. Nothing can have committed. */
-		b->state = BR_FAILED;
-		snprintf(msg, sizeof(msg), "connection to %s lost during phase 1: %s", b->name, job->error);
-		log_txn(LOG_WARNING, t->id, "participant=%s %s", b->name, msg);
-		txn_fail(t, ABORT_UNAVAILABLE, bi, -1, NULL, msg);
-		branch_op_end(b);
-		pool_release(b->pool, conn);
-		phase1_branch_done(b);
-		return;
-	}
 	if (st == PGJOB_CONN_LOST) {
-		/* If the server reported an error for any query of the pipeline
-		 * (an error with a SQLSTATE: e.g. 57P01 at shutdown), PREPARE did not
-		 * succeed and the server rolls back on disconnect. An error libpq
-		 * made up for the lost connection (no SQLSTATE) proves nothing: the
-		 * server may have run everything, PREPARE included. Then the branch
-		 * is unknown and rolled back if it turns out prepared. */
-		for (size_t i = 0; i < job->nresults; i++) {
-			if (job->results[i] && PQresultStatus(job->results[i]) == PGRES_FATAL_ERROR &&
-			    pg_sqlstate(job->results[i])[0] != '\0')
-				failed_before_prepare = true;
+		if (t->one_phase) {
+			/* No COMMIT was sent: the server rolls back when it sees the
+			 * connection gone. Nothing can have committed. */
+			b->state = BR_FAILED;
+		} else {
+			/* If the server reported an error for any query of the
+			 * pipeline (an error with a SQLSTATE: e.g. 57P01 at shutdown),
+			 * PREPARE did not succeed and the server rolls back on
+			 * disconnect. An error libpq made up for the lost connection
+			 * (no SQLSTATE) proves nothing: the server may have run
+			 * everything, PREPARE included. Then the branch is unknown and
+			 * rolled back if it turns out prepared. */
+			for (size_t i = 0; i < job->nresults; i++) {
+				if (job->results[i] && PQresultStatus(job->results[i]) == PGRES_FATAL_ERROR &&
+				    pg_sqlstate(job->results[i])[0] != '\0')
+					failed_before_prepare = true;
+			}
+			b->state = failed_before_prepare ? BR_FAILED : BR_UNKNOWN;
+			b->unknown_until_us = now_mono_us() + UNKNOWN_GRACE_US;
 		}
-		b->state = failed_before_prepare ? BR_FAILED : BR_UNKNOWN;
-		b->unknown_until_us = now_mono_us() + UNKNOWN_GRACE_US;
 		snprintf(msg, sizeof(msg), "connection to %s lost during phase 1: %s", b->name, job->error);
 		log_txn(LOG_WARNING, t->id, "participant=%s %s", b->name, msg);
 		txn_fail(t, ABORT_UNAVAILABLE, bi, -1, NULL, msg);
