@@ -118,11 +118,13 @@ struct HttpServer {
 	HttpServerStats stats;
 	time_t date_time;
 	char date[64];
-	/* "HTTP/1.1 200 OK ... Content-Length: " for application/json, the
-	 * most common head, rebuilt when the date changes. */
-	char ok_json[160];
-	size_t ok_json_len;
-	time_t ok_json_time;
+	/* The last response head built, up to Content-Length's value
+	 * (response_head()): most responses repeat it. */
+	char head[512];
+	size_t head_len;
+	int head_status; /* 0: none yet */
+	char head_type[128];
+	time_t head_time;
 };
 
 static void on_io(evutil_socket_t fd, short what, void *arg);
@@ -400,11 +402,35 @@ static bool conn_written(HttpConn *c)
 	return true;
 }
 
+/* The status line and headers up to Content-Length's value, without
+ * printf (every response), into out (room: sizeof(srv->head)); returns its
+ * length. The last head is kept and rebuilt only when the status, the
+ * content type or the date's second changes: most responses are 200
+ * application/json. */
+static size_t response_head(HttpServer *srv, int status, const char *content_type, char *out)
+{
+	const char *date = http_date(srv);
+
+	if (status != srv->head_status || srv->head_time != srv->date_time || strcmp(content_type, srv->head_type) != 0) {
+		char num[24];
+		fmt_i64(num, status);
+		str_concat(srv->head, sizeof(srv->head), "HTTP/1.1 ", num, " ", http_reason_phrase(status), "\r\nDate: ",
+		           date, "\r\nContent-Type: ", content_type, "\r\nContent-Length: ", (char *)NULL);
+		srv->head_len = strlen(srv->head);
+		srv->head_status = status;
+		srv->head_time = srv->date_time;
+		/* A type too long to keep never matches: rebuilt each time. */
+		strlcpy_s(srv->head_type, content_type, sizeof(srv->head_type));
+	}
+	memcpy(out, srv->head, srv->head_len);
+	return srv->head_len;
+}
+
 void http_respond(HttpRequest *req, int status, const char *content_type, const char *body, size_t len)
 {
 	static const char close_hdr[] = "\r\nConnection: close\r\n", keep_hdr[] = "\r\nConnection: keep-alive\r\n";
 	HttpConn *c = req->conn;
-	char head[512], num[24];
+	char head[sizeof(((HttpServer *)0)->head) + 24]; /* and Content-Length's value */
 	struct iovec iov[5];
 	int niov = 0;
 	size_t n, xlen;
@@ -417,25 +443,7 @@ void http_respond(HttpRequest *req, int status, const char *content_type, const 
 		return;
 	}
 	closing = c->close_after || !req->keep_alive || c->peer_eof || c->rejecting;
-	/* The status line and headers without printf: every response. */
-	if (status == 200 && strcmp(content_type, "application/json") == 0) {
-		HttpServer *srv = c->srv;
-		const char *date = http_date(srv);
-		if (srv->ok_json_time != srv->date_time || srv->ok_json_len == 0) {
-			str_concat(srv->ok_json, sizeof(srv->ok_json), "HTTP/1.1 200 OK\r\nDate: ", date,
-			           "\r\nContent-Type: application/json\r\nContent-Length: ", (char *)NULL);
-			srv->ok_json_len = strlen(srv->ok_json);
-			srv->ok_json_time = srv->date_time;
-		}
-		memcpy(head, srv->ok_json, srv->ok_json_len);
-		n = srv->ok_json_len;
-	} else {
-		fmt_i64(num, status);
-		str_concat(head, sizeof(head), "HTTP/1.1 ", num, " ", http_reason_phrase(status),
-		           "\r\nDate: ", http_date(c->srv), "\r\nContent-Type: ", content_type,
-		           "\r\nContent-Length: ", (char *)NULL);
-		n = strlen(head);
-	}
+	n = response_head(c->srv, status, content_type, head);
 	n += fmt_i64(head + n, (int64_t)len);
 	iov[niov++] = (struct iovec){head, n};
 	if (closing)
