@@ -229,56 +229,6 @@ void sb_printf(StrBuf *b, const char *fmt, ...)
 	free(big);
 }
 
-void sb_json_string(StrBuf *b, const char *s)
-{
-	static const char hex[] = "0123456789abcdef";
-	const char *run = s;
-
-	sb_append(b, "\"", 1);
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		char esc[6];
-		size_t n = 2;
-
-		if (ch >= 0x20 && ch != '"' && ch != '\\')
-			continue;
-		sb_append(b, run, (size_t)(s - run));
-		run = s + 1;
-		esc[0] = '\\';
-		switch (ch) {
-		case '"':
-		case '\\':
-			esc[1] = (char)ch;
-			break;
-		case '\n':
-			esc[1] = 'n';
-			break;
-		case '\r':
-			esc[1] = 'r';
-			break;
-		case '\t':
-			esc[1] = 't';
-			break;
-		case '\b':
-			esc[1] = 'b';
-			break;
-		case '\f':
-			esc[1] = 'f';
-			break;
-		default:
-			esc[1] = 'u';
-			esc[2] = '0';
-			esc[3] = '0';
-			esc[4] = hex[ch >> 4];
-			esc[5] = hex[ch & 15];
-			n = 6;
-		}
-		sb_append(b, esc, n);
-	}
-	sb_append(b, run, (size_t)(s - run));
-	sb_append(b, "\"", 1);
-}
-
 char *sb_take(StrBuf *b)
 {
 	char *p;

@@ -66,8 +66,6 @@ static inline void sb_puts(StrBuf *b, const char *s)
 	sb_append(b, s, __builtin_strlen(s));
 }
 void sb_printf(StrBuf *b, const char *fmt, ...) PRINTF_LIKE(2, 3);
-/* s as a JSON string, quotes included. */
-void sb_json_string(StrBuf *b, const char *s);
 /* Hands the text over (the buffer is empty afterwards). */
 char *sb_take(StrBuf *b);
 void sb_free(StrBuf *b);
