@@ -252,17 +252,25 @@ void pool_start(Pool *p)
 		;
 }
 
+/* The first idle connection, now busy (there must be one). */
+static PgConn *take_idle(Pool *p)
+{
+	PgConn *c = p->idle;
+
+	p->idle = pgconn_next(c);
+	pgconn_set_next(c, NULL);
+	p->nidle--;
+	p->nbusy++;
+	return c;
+}
+
 /* Hands idle connections to waiters, FIFO; opens more if allowed; fails
  * everyone fast when the participant is down and nothing is being tried. */
 static void dispatch(Pool *p)
 {
 	while (p->whead && p->idle) {
 		PoolWaiter *w = p->whead;
-		PgConn *c = p->idle;
-		p->idle = pgconn_next(c);
-		pgconn_set_next(c, NULL);
-		p->nidle--;
-		p->nbusy++;
+		PgConn *c = take_idle(p);
 		waiter_unlink(p, w);
 		w->fn(w, c, NULL);
 	}
@@ -283,15 +291,9 @@ static void dispatch(Pool *p)
 
 PgConn *pool_try_acquire(Pool *p)
 {
-	PgConn *c = p->idle;
-
-	if (c == NULL || p->whead != NULL)
+	if (p->idle == NULL || p->whead != NULL)
 		return NULL;
-	p->idle = pgconn_next(c);
-	pgconn_set_next(c, NULL);
-	p->nidle--;
-	p->nbusy++;
-	return c;
+	return take_idle(p);
 }
 
 void pool_acquire(Pool *p, PoolWaiter *w)
