@@ -36,13 +36,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <event2/event.h>
 
 #include "fault.h"
 #include "log.h"
-#include "result_json.h"
 #include "txn_int.h"
 
 #define TICK_US      (20 * 1000)

@@ -228,6 +228,7 @@ void pgconn_set_next(PgConn *c, PgConn *next)
 {
 	c->next = next;
 }
+
 /* ---- the statement cache ------------------------------------------------- */
 
 /* A hash of the text, eight bytes at a time (every reused query is looked
