@@ -146,10 +146,16 @@ static void become_broken(PgConn *c, const char *what)
 	}
 }
 
+/* Whether the libpq we run with returns a query's NULL terminator without
+ * parsing (PGASYNC_PIPELINE_IDLE, libpq 15; 14.x is not relied on). */
+static bool libpq_pipeline_idle;
+
 PgConn *pgconn_start(struct event_base *base, const char *conninfo, const char *appname, const char *label,
                      const PgConnCallbacks *cbs, char *err, size_t errlen)
 {
 	PgConn *c = xcalloc(1, sizeof(*c));
+
+	libpq_pipeline_idle = PQlibVersion() >= 150000;
 
 	c->base = base;
 	c->cbs = *cbs;
@@ -407,13 +413,18 @@ static void finish_job(PgConn *c, PgJobStatus st)
 static bool read_results(PgConn *c)
 {
 	PgJob *job = c->job;
+	bool terminator_ready = false;
 
 	while (job != NULL) {
 		PGresult *r;
 		ExecStatusType st;
 
-		if (PQisBusy(c->pq))
+		/* PQisBusy parses what has arrived, so that PQgetResult will not
+		 * block. Right after a query's result, its NULL terminator needs
+		 * nothing from the server (libpq 15: PGASYNC_PIPELINE_IDLE). */
+		if (!terminator_ready && PQisBusy(c->pq))
 			return false;
+		terminator_ready = false;
 		r = PQgetResult(c->pq);
 		if (r == NULL) {
 			if (c->seen_result) {
@@ -451,6 +462,7 @@ static bool read_results(PgConn *c)
 			continue;
 		}
 		c->seen_result = true;
+		terminator_ready = libpq_pipeline_idle;
 		const WireSlot *w = &c->slots[c->cur];
 		if (w->mode == QM_UNNAMED && w->entry >= 0 && PQnfields(r) > 0) {
 			/* Client text returning rows: keep it unnamed for good. */
