@@ -24,21 +24,25 @@
  * tests/fuzz_request.c runs both paths on every input and aborts when this
  * one accepts what the other rejects or their requests differ.
  *
- * Memory: one malloc, the arena (TxnRequest.arena), sized from the body
- * before the pass: at most one branch per participant, one statement per
- * '{' but the body's and "branches"', one parameter per ',' or statement
- * (each parameter follows a ',' or opens its statement's list) and len
- * bytes of text (a string never grows when unescaped, and an integer's
- * text with its NUL fits in its digits and the byte after them). Each
- * allocation is checked against the arena's end anyway. The bounds may be
- * several times what a body needs (a ',' inside a string counts as a
- * parameter), so bodies over FAST_MAX_BODY, rare, go to jansson: the arena
- * stays under a few MB whatever the body. The text comes last in the
- * arena, and what the pass left of it is given back (arena_trim): a
- * request stays in memory as long as its transaction is in flight.
+ * Memory: the pass builds the request in a scratch area with room for at
+ * most one branch per participant, N statements, M parameter slots and
+ * len bytes of text (a string never grows when unescaped, and an
+ * integer's text with its NUL fits in its digits and the byte after them).
+ * For a body of a few KB N and M come from its length alone (a statement
+ * takes at least 11 bytes, a parameter 2), and the area is on the stack.
+ * For a larger one they are counted: one statement per '{' but the body's
+ * and "branches"', one parameter per ',' or statement (each parameter
+ * follows a ',' or opens its statement's list); the area is on the heap.
+ * Each allocation is checked against its region's end anyway. The bounds
+ * may be several times what a body needs (a ',' inside a string counts as
+ * a parameter), so bodies over FAST_MAX_BODY, rare, go to jansson: the
+ * area stays under a few MB whatever the body. What the pass used is then
+ * copied, packed, into one block of exactly its size (TxnRequest.arena):
+ * a request stays in memory as long as its transaction is in flight.
  */
 #include "request_int.h"
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -598,79 +602,115 @@ static size_t count_byte(const char *s, size_t len, int c)
 	return n;
 }
 
-/* Moves p by delta if it pointed into the old block [lo, hi). */
-static const char *rebased(const char *p, uintptr_t lo, uintptr_t hi, ptrdiff_t delta)
+/* Where the pass builds the request: room for up to nbranches branches,
+ * nstmts statements, nparams parameter slots and len + 1 bytes of text,
+ * in that order from base. */
+typedef struct Scratch {
+	char *base;
+	size_t nbranches, nstmts, nparams;
+} Scratch;
+
+static size_t scratch_size(const Scratch *sc, size_t len)
 {
-	return p != NULL && (uintptr_t)p >= lo && (uintptr_t)p < hi ? p + delta : p;
+	return sc->nbranches * sizeof(ReqBranch) + sc->nstmts * sizeof(ReqStatement) + sc->nparams * sizeof(char *) +
+	       len + 1;
 }
 
-/* Gives back the arena's unused tail (its text comes last): realloc
- * shrinks a block in place (glibc), so this is cheap; should the block
- * move (other allocators, ASan), every pointer into it follows. */
-static void arena_trim(TxnRequest *req, size_t used)
+/* P moved from the region [lo, lo + n) to `to`, or P itself when it points
+ * elsewhere (NULL, a literal such as "true"). */
+static const char *moved(const char *p, const char *lo, size_t n, char *to)
 {
-	uintptr_t lo = (uintptr_t)req->arena, hi = lo + used;
-	char *a = xrealloc(req->arena, used);
-	ptrdiff_t delta = (ptrdiff_t)((uintptr_t)a - lo);
+	return p != NULL && (uintptr_t)p >= (uintptr_t)lo && (uintptr_t)p < (uintptr_t)lo + n ? to + (p - lo) : p;
+}
 
+/* Copies what the pass used of the scratch, each region packed after the
+ * previous one, into one block of exactly that size (it stays in memory as
+ * long as the transaction is in flight), and points everything at it. */
+static void keep_request(TxnRequest *req, const Fast *f, const Scratch *sc)
+{
+	const char *stmts0 = sc->base + sc->nbranches * sizeof(ReqBranch);
+	const char *params0 = stmts0 + sc->nstmts * sizeof(ReqStatement);
+	const char *text0 = params0 + sc->nparams * sizeof(char *);
+	size_t nb = req->nbranches * sizeof(ReqBranch), ns = (size_t)((const char *)f->stmt - stmts0),
+	       np = (size_t)((const char *)f->param - params0), nt = (size_t)(f->text - text0);
+	char *a = xmalloc(nb + ns + np + nt), *stmts = a + nb, *params = stmts + ns, *text = params + np;
+
+	memcpy(a, sc->base, nb);
+	memcpy(stmts, stmts0, ns);
+	memcpy(params, params0, np);
+	memcpy(text, text0, nt);
 	req->arena = a;
-	if (delta == 0)
-		return;
-	req->branches = (ReqBranch *)(void *)rebased((const char *)req->branches, lo, hi, delta);
+	req->branches = (ReqBranch *)(void *)a;
 	for (size_t i = 0; i < req->nbranches; i++) {
 		ReqBranch *b = &req->branches[i];
-		b->stmts = (ReqStatement *)(void *)rebased((const char *)b->stmts, lo, hi, delta);
+		b->stmts = (ReqStatement *)(void *)moved((const char *)b->stmts, stmts0, ns, stmts);
 		for (size_t j = 0; j < b->nstmts; j++) {
-			ReqStatement *s = &b->stmts[j];
-			s->sql = rebased(s->sql, lo, hi, delta);
-			s->params = (const char **)(void *)rebased((const char *)s->params, lo, hi, delta);
-			for (int k = 0; k < s->nparams; k++)
-				s->params[k] = rebased(s->params[k], lo, hi, delta);
+			ReqStatement *st = &b->stmts[j];
+			st->sql = moved(st->sql, text0, nt, text);
+			/* [] leaves params at the end of the used slots: <= np. */
+			st->params = (const char **)(void *)moved((const char *)st->params, params0, np + 1, params);
+			for (int k = 0; k < st->nparams; k++)
+				st->params[k] = moved(st->params[k], text0, nt, text);
 		}
 	}
 }
 
 bool request_parse_fast(const char *body, size_t len, const Config *cfg, TxnRequest *req)
 {
-	size_t nbranches, nstmts, nparams, size;
+	/* A typical body is parsed in here, bounded by its length alone: no
+	 * count of its bytes first, and no heap block at the bound. */
+	_Alignas(max_align_t) char local[8192];
+	Scratch sc;
+	size_t size;
 	Fast f;
 	char *a;
+	bool ok;
 
 	memset(req, 0, sizeof(*req));
 	if (len == 0 || len > FAST_MAX_BODY)
 		return false;
-	/* The bounds of the arena (see the top of the file). */
-	nbranches = cfg->nparticipants;
-	if ((int64_t)nbranches > cfg->max_branches)
-		nbranches = (size_t)cfg->max_branches;
-	nstmts = count_byte(body, len, '{');
-	if (nstmts < 3)
-		return false;
-	nstmts -= 2; /* the body's object and "branches" */
-	nparams = count_byte(body, len, ',') + nstmts;
-	size = nbranches * sizeof(ReqBranch) + nstmts * sizeof(ReqStatement) + nparams * sizeof(char *) + len + 1;
+	/* The bounds (see the top of the file). By length: a statement takes
+	 * at least 11 bytes ({"sql":"x"}), a parameter at least 2 (1 and the
+	 * ',' or '[' before it). */
+	sc.nbranches = cfg->nparticipants;
+	if ((int64_t)sc.nbranches > cfg->max_branches)
+		sc.nbranches = (size_t)cfg->max_branches;
+	sc.nstmts = len / 11;
+	sc.nparams = len / 2;
+	size = scratch_size(&sc, len);
+	if (size > sizeof(local)) {
+		/* By count: one statement per '{' but the body's and
+		 * "branches"', one parameter per ',' or statement. */
+		sc.nstmts = count_byte(body, len, '{');
+		if (sc.nstmts < 3)
+			return false;
+		sc.nstmts -= 2;
+		sc.nparams = count_byte(body, len, ',') + sc.nstmts;
+		size = scratch_size(&sc, len);
+	}
+	sc.base = a = size <= sizeof(local) ? local : xmalloc(size);
 
-	a = xmalloc(size);
-	req->arena = a;
-	req->branches = (ReqBranch *)a;
-	f.branch_cap = nbranches;
-	a += nbranches * sizeof(ReqBranch);
-	f.stmt = (ReqStatement *)a;
-	f.stmt_end = f.stmt + nstmts;
-	a += nstmts * sizeof(ReqStatement);
-	f.param = (const char **)a;
-	f.param_end = f.param + nparams;
-	a += nparams * sizeof(char *);
+	req->branches = (ReqBranch *)(void *)a;
+	f.branch_cap = sc.nbranches;
+	a += sc.nbranches * sizeof(ReqBranch);
+	f.stmt = (ReqStatement *)(void *)a;
+	f.stmt_end = f.stmt + sc.nstmts;
+	a += sc.nstmts * sizeof(ReqStatement);
+	f.param = (const char **)(void *)a;
+	f.param_end = f.param + sc.nparams;
+	a += sc.nparams * sizeof(char *);
 	f.text = a;
 	f.text_end = a + len + 1;
 	f.p = (const unsigned char *)body;
 	f.end = f.p + len;
 	f.cfg = cfg;
 
-	if (!top_object(&f, req)) {
-		request_free(req);
-		return false;
-	}
-	arena_trim(req, (size_t)(f.text - (char *)req->arena));
-	return true;
+	ok = top_object(&f, req);
+	if (ok)
+		keep_request(req, &f, &sc);
+	else
+		memset(req, 0, sizeof(*req));
+	if (sc.base != local)
+		free(sc.base);
+	return ok;
 }
