@@ -60,8 +60,11 @@ const char *http_request_header(const HttpRequest *req, const char *name)
 {
 	const HttpHdrRef *h = req_headers(req);
 
+	/* The first bytes first (| 0x20 folds a letter's case; it may only
+	 * let an unequal pair through, for strcasecmp to tell). */
 	for (size_t i = 0; i < req->nhdr; i++) {
-		if (strcasecmp(req->in + h[i].name, name) == 0)
+		const char *n = req->in + h[i].name;
+		if ((n[0] | 0x20) == (name[0] | 0x20) && strcasecmp(n, name) == 0)
 			return req->in + h[i].value;
 	}
 	return NULL;
@@ -221,8 +224,9 @@ static const char *find_head_end(const char *p, size_t n)
 
 /* The head being parsed: where it is and the header fields found so far. */
 typedef struct HeadParse {
-	char *head;
+	char *head, *end; /* the head: up to and including its CRLF CRLF */
 	HttpHdrRef hdr[HTTP_MAX_HEADERS];
+	uint16_t name_len[HTTP_MAX_HEADERS];
 	size_t nhdr;
 	int64_t content_length; /* -1: none */
 } HeadParse;
@@ -270,19 +274,55 @@ static bool parse_request_line(HttpRequest *r, HeadParse *hp, char *line, ParseE
 	return true;
 }
 
-static bool parse_header_line(HeadParse *hp, char *line, ParseError *e)
+/* The CR that ends the header value at v (an LF follows it), or NULL at a
+ * control character other than HTAB, a lone CR or LF included, or at DEL.
+ * The head ends with CRLF CRLF, so the search ends before hp->end. Eight
+ * bytes at a time while none of them is below 0x20 or DEL, with the bit
+ * tricks of request_fast.c's skip_plain (bytes from 0x80 up, obs-text,
+ * are never flagged). */
+static char *value_end(const HeadParse *hp, char *v)
 {
+	const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+	const unsigned char *p = (const unsigned char *)v, *end = (const unsigned char *)hp->end;
+
+	for (;;) {
+		while (end - p >= 8) {
+			uint64_t w, del;
+
+			memcpy(&w, p, 8);
+			del = w ^ (ones * 0x7f);
+			if ((((w - ones * 0x20) & ~w) | ((del - ones) & ~del)) & highs)
+				break;
+			p += 8;
+		}
+		/* The flagged word (or the last few bytes), one by one. */
+		for (const unsigned char *stop = end - p > 8 ? p + 8 : end; p < stop; p++) {
+			if (!(byte_class[*p] & CH_BAD_VALUE))
+				continue;
+			if (*p == '\r' && p + 1 < end && p[1] == '\n')
+				return (char *)(uintptr_t)p;
+			return NULL;
+		}
+		if (p >= end)
+			return NULL;
+	}
+}
+
+/* The header line at *linep, up to its CRLF: the name (token characters)
+ * and the value NUL-terminated in place, the value without the blanks
+ * around it. *linep moves to the next line. */
+static bool parse_header_line(HeadParse *hp, char **linep, ParseError *e)
+{
+	char *line = *linep, *v, *cr, *end;
 	unsigned char *p = (unsigned char *)line;
-	char *v, *end;
 
 	if (line[0] == ' ' || line[0] == '\t')
 		return http_perr(e, 400, "bad-request", "obsolete header line folding is not accepted", NULL);
-	/* One pass each over the name and the value (every header of every
-	 * request comes here): the name is token characters up to the colon. */
 	while (byte_class[*p] & CH_TOKEN)
 		p++;
 	if (*p != ':' || p == (unsigned char *)line) {
-		if (strchr(line, ':') == NULL)
+		char *eol = find_crlf(line, (size_t)(hp->end - line));
+		if (memchr(line, ':', (size_t)(eol - line)) == NULL)
 			return http_perr(e, 400, "bad-request", "malformed header line (no colon)", NULL);
 		return http_perr(e, 400, "bad-request", "malformed header name", NULL);
 	}
@@ -290,20 +330,19 @@ static bool parse_header_line(HeadParse *hp, char *line, ParseError *e)
 	v = (char *)p + 1;
 	while (*v == ' ' || *v == '\t')
 		v++;
-	/* The value: no control characters; blanks at its end trimmed. */
-	end = v;
-	for (p = (unsigned char *)v; *p; p++) {
-		if (byte_class[*p] & CH_BAD_VALUE)
-			return http_perr(e, 400, "bad-request", "header %s contains a control character", line);
-		if (*p != ' ' && *p != '\t')
-			end = (char *)p + 1;
-	}
+	cr = value_end(hp, v);
+	if (cr == NULL)
+		return http_perr(e, 400, "bad-request", "header %s contains a control character", line);
+	for (end = cr; end > v && (end[-1] == ' ' || end[-1] == '\t'); end--)
+		;
 	*end = '\0';
 	if (hp->nhdr == HTTP_MAX_HEADERS)
 		return http_perr(e, 431, "headers-too-large", "more than 100 header fields", NULL);
 	hp->hdr[hp->nhdr].name = (uint32_t)(line - hp->head);
 	hp->hdr[hp->nhdr].value = (uint32_t)(v - hp->head);
+	hp->name_len[hp->nhdr] = (uint16_t)((char *)p - line);
 	hp->nhdr++;
+	*linep = cr + 2;
 	return true;
 }
 
@@ -315,17 +354,17 @@ static bool parse_framing(HttpRequest *r, HeadParse *hp, const HttpServerConfig 
 
 	for (size_t i = 0; i < hp->nhdr; i++) {
 		const char *n = hp->head + hp->hdr[i].name, *v = hp->head + hp->hdr[i].value;
-		size_t nl = hp->hdr[i].value - hp->hdr[i].name; /* at least strlen(n) + 1 */
-		nl = strnlen(n, nl);
+		size_t nl = hp->name_len[i];
 		if (NAME_IS(n, nl, "Host")) {
 			hosts++;
 		} else if (NAME_IS(n, nl, "Content-Length")) {
-			char *endp;
-			long long cl;
+			const char *d = v;
+			int64_t cl = 0;
 			if (*v < '0' || *v > '9' || strlen(v) > 18)
 				return http_perr(e, 400, "bad-request", "invalid Content-Length", NULL);
-			cl = strtoll(v, &endp, 10);
-			if (*endp != '\0' || (hp->content_length >= 0 && hp->content_length != cl))
+			for (; *d >= '0' && *d <= '9'; d++)
+				cl = cl * 10 + (*d - '0');
+			if (*d != '\0' || (hp->content_length >= 0 && hp->content_length != cl))
 				return http_perr(e, 400, "bad-request", "invalid or conflicting Content-Length", NULL);
 			hp->content_length = cl;
 		} else if (NAME_IS(n, nl, "Transfer-Encoding")) {
@@ -372,21 +411,17 @@ static bool parse_framing(HttpRequest *r, HeadParse *hp, const HttpServerConfig 
  * the first CRLF CRLF. Lines are NUL-terminated in place. */
 static bool parse_head(HttpRequest *r, HeadParse *hp, size_t hl, const HttpServerConfig *cfg, ParseError *e)
 {
-	char *p = hp->head, *end = hp->head + hl, *eol;
-	bool first = true;
+	char *p = hp->head, *eol = find_crlf(p, hl);
 
-	while ((eol = find_crlf(p, (size_t)(end - p))) != NULL) {
-		*eol = '\0';
-		if (first) {
-			if (!parse_request_line(r, hp, p, e))
-				return false;
-			first = false;
-		} else if (*p == '\0') {
-			break; /* the empty line */
-		} else if (!parse_header_line(hp, p, e)) {
+	hp->end = hp->head + hl;
+	*eol = '\0';
+	if (!parse_request_line(r, hp, p, e))
+		return false;
+	p = eol + 2;
+	/* Up to the empty line: its CRLF is the head's last two bytes. */
+	while (!(p[0] == '\r' && p[1] == '\n')) {
+		if (!parse_header_line(hp, &p, e))
 			return false;
-		}
-		p = eol + 2;
 	}
 	return parse_framing(r, hp, cfg, e);
 }

@@ -425,6 +425,16 @@ START_TEST(test_malformed_http)
 	    {"GET /healthz HTTP/1.1\r\nHost: t\r\nNo colon here\r\n\r\n", 400, "bad-request"},
 	    {"GET /healthz HTTP/1.1\r\nHost: t\r\nX-A: 1\r\n folded\r\n\r\n", 400, "bad-request"},
 	    {"GET /healthz HTTP/1.1\r\nHost: t\r\nBad Name: 1\r\n\r\n", 400, "bad-request"},
+	    /* Control characters in a value: DEL, a lone CR, a lone LF, a C0
+	     * byte, at the start, in the middle and past the first 8 bytes,
+	     * far enough from the CR that ends the line (the value is scanned
+	     * 8 bytes at a time). */
+	    {"GET /healthz HTTP/1.1\r\nHost: t\r\nX-A: \x7f\r\n\r\n", 400, "bad-request"},
+	    {"GET /healthz HTTP/1.1\r\nHost: t\r\nX-A: abc\rdef\r\n\r\n", 400, "bad-request"},
+	    {"GET /healthz HTTP/1.1\r\nHost: t\r\nX-A: abcdefghijk\nlmnopqrstuvwxyz0123456789\r\n\r\n", 400, "bad-request"},
+	    {"GET /healthz HTTP/1.1\r\nHost: t\r\nX-A: abcdefghijklmnopqrs\x7ftuvwxyz0123456789\r\n\r\n", 400, "bad-request"},
+	    {"GET /healthz HTTP/1.1\r\nHost: t\r\nX-A: abcdefghijklmnop\x01qrstuvwxyz0123456789\r\n\r\n", 400, "bad-request"},
+	    {"GET /healthz HTTP/1.1\r\nHost: t\r\n\rX-A: 1\r\n\r\n", 400, "bad-request"},
 	    {"POST /v1/transactions HTTP/1.1\r\nHost: t\r\nContent-Length: abc\r\n\r\n", 400, "bad-request"},
 	    {"POST /v1/transactions HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
 	     400, "bad-request"},
@@ -446,6 +456,14 @@ START_TEST(test_malformed_http)
 		expect_problem(&resp, cases[i].status, cases[i].slug);
 		tl_http_response_free(&resp);
 		ck_assert_msg(raw_closed_by_server(r, 5000), "case %zu: connection not closed", i);
+		raw_close(r);
+	}
+	/* What a value may hold: HTAB, blanks (trimmed at both ends) and bytes
+	 * from 0x80 up (obs-text), also past the first 8 bytes. */
+	{
+		Raw *r = raw_open();
+		raw_expect_healthz(r, "GET /healthz HTTP/1.1\r\nHost: t\r\nX-A: \t a\tb \x80\xff c d e f g h \xfe\t \r\n"
+		                      "X-B:\r\nX-C:   \r\n\r\n");
 		raw_close(r);
 	}
 	/* Routing errors keep the connection. */
