@@ -203,11 +203,6 @@ const char *http_request_peer(const HttpRequest *req, char *buf, size_t len)
 	return conn_peer(req->conn, buf, len);
 }
 
-bool http_request_gone(const HttpRequest *req)
-{
-	return req->conn->closed;
-}
-
 /* ---- buffers and events ------------------------------------------------------ */
 
 static void in_free(HttpConn *c)
@@ -532,7 +527,7 @@ static void conn_close(HttpConn *c)
 	else
 		srv->stats.connections_open--;
 	if (c->state == CONN_HANDLING && c->req != NULL) {
-		c->closed = true; /* http_request_gone() says so; http_respond frees c */
+		c->closed = true; /* the reply will be dropped; http_respond frees c */
 		return;
 	}
 	http_req_free(c->req);

@@ -85,8 +85,6 @@ const char *http_request_body(const HttpRequest *req, size_t *len);
  * the response is unchanged (HEAD, keep-alive and the HTTP version are
  * kept). For a handler that holds its request long (a transaction). */
 void http_request_release_input(HttpRequest *req);
-/* Whether the client is gone (its reply will be dropped). */
-bool http_request_gone(const HttpRequest *req);
 /* The peer, "ip:port", for logs, into buf (HTTP_PEER_MAX bytes are
  * enough); returns buf. It answers after the client has gone too. */
 #define HTTP_PEER_MAX 64
