@@ -6,7 +6,7 @@
  *   2. The COMMIT record is appended only after EVERY branch answered
  *      PREPARE TRANSACTION successfully.
  *   3. Nothing says "committed" — no reply, no COMMIT PREPARED — before the
- *      log thread reports the record fsync'ed (on_commit_durable).
+ *      log thread reports the record fsync'ed (txn_on_commit_durable).
  *   4. Abort needs no record (presumed abort): recovery rolls back every
  *      prepared branch of ours that has no COMMIT record.
  *   5. The DONE record is appended only after every COMMIT PREPARED
@@ -21,9 +21,11 @@
  * record of its transaction), and either is the same.
  *
  * One-phase commit (one participant, no Idempotency-Key) is in
- * txn_onephase.c; it shares this state machine.
+ * txn_onephase.c; it shares this state machine. Phase 1 of a branch is in
+ * txn_phase1.c; COMMIT/ROLLBACK PREPARED, the rollback, phase 2 and the
+ * transaction's end in txn_finish.c, phase-2 batches in txn_phase2.c.
  *
- * One periodic timer (txnmgr tick) enforces deadlines, fires retries and
+ * One periodic timer (txn_tick.c) enforces deadlines, fires retries and
  * runs the pools' housekeeping; there is no timer per transaction. It walks
  * the in-flight transactions only when something is due (the earliest
  * deadline, retry or timeout, kept in next_walk_us by txnmgr_wake() and by
@@ -43,46 +45,7 @@
 #include "log.h"
 #include "txn_int.h"
 
-#define TICK_US      (20 * 1000)
-#define RETRY_MIN_US (100 * 1000LL)
-#define RETRY_MAX_US (5 * 1000 * 1000LL)
-#define RECENT_OUTCOMES  65536
-#define WALK_MAX_US      (1000 * 1000LL) /* the longest between two walks */
-
-struct TxnMgr {
-	struct event_base *base;
-	const Config *cfg;
-	Dlog *dlog;
-	Pool **pools; /* by participant index */
-	uint64_t next_id;
-	char gid_prefix[GID_OURS_MAX]; /* "twopc_<coordinator id>_" */
-	size_t gid_prefix_len;
-
-	Txn *head; /* in-flight list */
-	IdMap inflight;
-	size_t ninflight;
-
-	/* Outcomes of recently finished transactions, for GET by id: a ring
-	 * of ids bounds the memory. */
-	IdMap recent;
-	uint64_t *recent_ring;
-	size_t recent_pos;
-
-	struct event *tick;
-	int64_t next_walk_us; /* when the tick must next walk the in-flight transactions */
-	TxnMgrStats stats;
-
-	IdemStore *idem;
-	int64_t idem_expired_us; /* when keys were last expired */
-
-	RecentAbort recent_aborts[RECENT_ABORTS]; /* a ring */
-	size_t recent_aborts_next, recent_aborts_n;
-
-	Phase2 *phase2; /* phase 2's batches (txn_phase2.c) */
-};
-
-static void maybe_finish(Txn *t);
-
+#define RECENT_OUTCOMES 65536
 
 const char *txn_path_name(TxnPath p)
 {
@@ -427,10 +390,6 @@ void txn_fail(Txn *t, AbortReason why, int branch, int stmt, const char *sqlstat
 
 /* ---- phase 1 ------------------------------------------------------------ */
 
-
-static void on_commit_durable(void *arg);
-static void start_abort(Txn *t);
-
 /* Written straight as text: the branches' results are JSON text already
  * (phase 1), so nothing is parsed or re-serialised here. */
 void txn_result_text(const Txn *t, bool phase2_pending, bool newline, StrBuf *sb)
@@ -509,7 +468,7 @@ void phase1_branch_done(Branch *b)
 	}
 	/* Every branch answered (or was abandoned). Decide. */
 	if (t->reason != ABORT_NONE) {
-		start_abort(t);
+		txn_start_abort(t);
 		return;
 	}
 	t->decided_wall_ms = now_wall_ms();
@@ -520,7 +479,7 @@ void phase1_branch_done(Branch *b)
 		t->committed = true;
 		t->durable_us = t->decided_us;
 		txn_set_state(t, TXN_COMMITTING);
-		maybe_finish(t);
+		txn_maybe_finish(t);
 		return;
 	}
 	FAULT_POINT(FAULT_BEFORE_LOG_COMMIT);
@@ -556,292 +515,7 @@ void phase1_branch_done(Branch *b)
 		rec.idem = &idem;
 	}
 	/* The decision: committed once this record is on disk, not before. */
-	dlog_append_commit(t->mgr->dlog, &rec, on_commit_durable, t);
-}
-
-/* ---- phase 2 and rollback ------------------------------------------------- */
-
-static void on_finish_job(PgJob *job, PgConn *conn, PgJobStatus st);
-
-void schedule_retry(Branch *b)
-{
-	int64_t delay = RETRY_MIN_US << (b->attempts < 6 ? b->attempts : 6);
-	if (delay > RETRY_MAX_US)
-		delay = RETRY_MAX_US;
-	b->attempts++;
-	b->retry_at_us = now_mono_us() + delay;
-	b->txn->mgr->stats.phase2_retries++;
-	txnmgr_wake(b->txn->mgr, b->retry_at_us);
-}
-
-void txnmgr_wake(TxnMgr *m, int64_t when_us)
-{
-	if (when_us < m->next_walk_us)
-		m->next_walk_us = when_us;
-}
-
-/* Lowers *due to when (0: nothing). */
-static void due_at(int64_t *due, int64_t when)
-{
-	if (when != 0 && when < *due)
-		*due = when;
-}
-
-/* COMMIT or ROLLBACK PREPARED, by b's state, on conn. */
-static void finish_send(Branch *b, PgConn *conn)
-{
-	BranchOp *op = branch_op_new(b, 1, on_finish_job);
-
-	op->queries[0] = (PgQuery){
-	    .sql = branch_op_text(b, b->state == BR_COMMITTING ? OP_COMMIT_PREPARED : OP_ROLLBACK_PREPARED, op->sql)};
-	op->job.nqueries = 1;
-	b->conn = conn;
-	b->op_started_us = now_mono_us();
-	txnmgr_wake(b->txn->mgr, b->op_started_us + b->txn->mgr->cfg->phase2_timeout_ms * 1000);
-	pgconn_run(conn, &op->job);
-}
-
-static void on_finish_conn(PoolWaiter *w, PgConn *conn, const char *err)
-{
-	Branch *b = w->arg;
-
-	if (conn == NULL) {
-		char gid[GID_OURS_MAX];
-		b->op_active = false;
-		if (b->attempts == 0 || b->attempts % 10 == 0)
-			log_txn(LOG_WARNING, b->txn->id, "participant=%s %s for %s: %s; will retry", b->name,
-			        b->state == BR_COMMITTING ? "COMMIT PREPARED" : "ROLLBACK PREPARED", branch_gid(b, gid),
-			        err);
-		schedule_retry(b);
-		maybe_finish(b->txn);
-		return;
-	}
-	finish_send(b, conn);
-}
-
-/* Sends COMMIT PREPARED or ROLLBACK PREPARED for b, by its state. */
-void branch_finish_op(Branch *b)
-{
-	b->retry_at_us = 0;
-	b->op_active = true;
-	if (b->conn != NULL) {
-		/* The connection that prepared the branch. */
-		finish_send(b, b->conn);
-		return;
-	}
-	PgConn *conn = pool_try_acquire(b->pool);
-	if (conn != NULL) {
-		finish_send(b, conn);
-		return;
-	}
-	b->waiter.fn = on_finish_conn;
-	b->waiter.arg = b;
-	b->waiter.deadline_us = 0; /* phase 2 never gives up */
-	b->waiter.priority = true; /* finishing frees locks others wait for */
-	pool_acquire(b->pool, &b->waiter);
-}
-
-/* COMMIT/ROLLBACK PREPARED's connection was lost before its answer: the
- * outcome is unknown. Both are safe to repeat, and "does not exist" on the
- * retry means the lost one took effect. May free b's transaction. */
-void finish_lost(Branch *b, bool sent, const char *error)
-{
-	b->op_active = false;
-	if (sent)
-		b->sent_unknown = true; /* it may have reached the server */
-	log_txn(LOG_WARNING, b->txn->id, "participant=%s connection lost during %s PREPARED: %s; will retry", b->name,
-	        b->state == BR_COMMITTING ? "COMMIT" : "ROLLBACK", error);
-	schedule_retry(b);
-	maybe_finish(b->txn);
-}
-
-
-static void on_finish_job(PgJob *job, PgConn *conn, PgJobStatus st)
-{
-	Branch *b = job->arg;
-
-	b->conn = NULL;
-	if (st == PGJOB_CONN_LOST) {
-		bool sent = job->sent;
-		char error[sizeof(job->error)];
-		strlcpy_s(error, job->error, sizeof(error));
-		branch_op_end(b);
-		pool_release(b->pool, conn);
-		finish_lost(b, sent, error);
-		return;
-	}
-	/* The result outlives the connection's release: it is the job's. */
-	pool_release(b->pool, conn);
-	finish_answer(b, job->nresults > 0 ? job->results[0] : NULL);
-	/* b (and its transaction) may be gone: only the job's own memory now.
-	 * The job is b's: finish_answer() cleared its results before anything
-	 * could free b. */
-}
-
-/* COMMIT/ROLLBACK PREPARED answered (r, which the caller frees; NULL if no
- * answer came): moves b on. May free b's transaction. */
-void finish_answer(Branch *b, const PGresult *r)
-{
-	Txn *t = b->txn;
-	bool commit = b->state == BR_COMMITTING;
-	ExecStatusType rs = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
-	char msg[512] = "", sqlstate[6] = "", gid[GID_OURS_MAX];
-
-	b->op_active = false;
-	if (rs != PGRES_COMMAND_OK) {
-		strlcpy_s(sqlstate, pg_sqlstate(r), sizeof(sqlstate));
-		pg_result_message(r, msg, sizeof(msg));
-	}
-	if (b->op != NULL && (b->op->job.nresults == 0 || b->op->job.results[0] == r))
-		branch_op_end(b); /* its own job's result: freed before b can go */
-
-	if (rs != PGRES_COMMAND_OK)
-		branch_gid(b, gid); /* for the messages below */
-	if (rs == PGRES_COMMAND_OK) {
-		b->state = commit ? BR_COMMITTED : BR_ROLLED_BACK;
-		if (commit && !b->read_only)
-			FAULT_POINT(FAULT_AFTER_FIRST_COMMIT_PREPARED);
-	} else if (strcmp(sqlstate, "42704") == 0) {
-		if (commit) {
-			/* We know this branch prepared. Gone after an attempt of ours
-			 * whose outcome was lost: that attempt committed it. Gone with
-			 * no such attempt: someone outside twopc decided it. */
-			if (b->sent_unknown)
-				log_txn(LOG_INFO, t->id, "participant=%s %s already committed by an earlier attempt",
-				        b->name, gid);
-			else
-				txnmgr_note_heuristic_hazard(t->mgr, t->id, b->name, gid,
-				                             "vanished before our COMMIT PREPARED");
-			b->state = BR_COMMITTED;
-		} else if (b->unknown_until_us != 0 && now_mono_us() < b->unknown_until_us) {
-			/* Abandoned mid-PREPARE: the server may still finish it. Look again. */
-			schedule_retry(b);
-		} else {
-			if (b->unknown_until_us == 0 && !b->sent_unknown)
-				txnmgr_note_heuristic_hazard(t->mgr, t->id, b->name, gid,
-				                             "vanished before our ROLLBACK PREPARED");
-			b->state = BR_ROLLED_BACK;
-		}
-	} else {
-		/* 55000 (busy: another session holds it) and anything else: retry. */
-		log_txn(LOG_WARNING, t->id, "participant=%s %s PREPARED %s failed: %s %s; will retry", b->name,
-		        commit ? "COMMIT" : "ROLLBACK", gid, sqlstate, msg);
-		schedule_retry(b);
-	}
-	maybe_finish(t);
-}
-
-static void start_abort(Txn *t)
-{
-	txn_set_state(t, TXN_ABORTING);
-	log_txn(LOG_INFO, t->id, "aborting: %s", txn_message(t));
-	for (size_t i = 0; i < t->nbranches; i++) {
-		Branch *b = &t->branches[i];
-		if (b->read_only)
-			continue; /* being committed since phase 1: harmless either way */
-		if (b->state == BR_PREPARED || b->state == BR_UNKNOWN) {
-			if (b->state == BR_PREPARED)
-				b->unknown_until_us = 0;
-			b->state = BR_ROLLING_BACK;
-			branch_finish_op(b);
-		} else {
-			b->state = BR_ROLLED_BACK;
-		}
-	}
-	maybe_finish(t);
-}
-
-static void on_commit_durable(void *arg)
-{
-	Txn *t = arg;
-
-	/* The COMMIT record is on disk: the transaction is committed. Only now
-	 * may anything say so. */
-	FAULT_POINT(FAULT_AFTER_LOG_FSYNC);
-	t->durable = true;
-	t->durable_us = now_mono_us();
-	if (t->idem != NULL) {
-		/* From now on a retry replays this response. */
-		idem_finish(t->mgr->idem, t->idem, t->id, t->decided_wall_ms, 200, t->idem_response,
-		            strlen(t->idem_response));
-		t->idem = NULL;
-	}
-	t->committed = true;
-	txn_set_state(t, TXN_COMMITTING);
-	/* ack = decided: the decision is durable, so "committed" is true now;
-	 * phase 2 goes on after the reply (a read right after it may still
-	 * see the old values on a participant). Replied before phase 2 starts:
-	 * t may be gone once it has. */
-	if (t->mgr->cfg->ack_decided)
-		txn_reply(t);
-	for (size_t i = 0; i < t->nbranches; i++) {
-		Branch *b = &t->branches[i];
-		if (b->read_only)
-			continue; /* committing or committed since phase 1 */
-		b->state = BR_COMMITTING;
-		if (b->conn != NULL && b->pindex < MAX_PARTICIPANTS)
-			phase2_enqueue(t->mgr->phase2, b);
-		else
-			branch_finish_op(b);
-	}
-	if (t->nread_only == t->nbranches)
-		maybe_finish(t); /* keyed, every branch read-only: nothing to do */
-}
-
-/* Replies and finishes when every branch is resolved; for an abort, also
- * replies once every branch's first attempt has answered (later retries run
- * on in the background); for a commit, once every writing branch committed
- * (a read-only branch's COMMIT PREPARED is nobody's business). */
-static void maybe_finish(Txn *t)
-{
-	bool all_resolved = true, any_active = false;
-
-	for (size_t i = 0; i < t->nbranches; i++) {
-		BranchState s = t->branches[i].state;
-		if (s != BR_COMMITTED && s != BR_ROLLED_BACK)
-			all_resolved = false;
-		if (t->branches[i].op_active && !t->branches[i].read_only)
-			any_active = true;
-	}
-	if (all_resolved && t->state == TXN_DECIDING) {
-		/* Every branch was read-only and finished in phase 1, but the
-		 * COMMIT record (a keyed request's) is not durable yet:
-		 * on_commit_durable() finishes the transaction. */
-		return;
-	}
-	if (all_resolved) {
-		if (t->state == TXN_COMMITTING && t->incomplete) {
-			log_txn(LOG_ERROR, t->id,
-			        "configured branches committed; the decision stays in the log for the "
-			        "branch on a participant that is no longer configured");
-		} else if (t->state == TXN_COMMITTING && t->logged) {
-			FAULT_POINT(FAULT_BEFORE_LOG_DONE);
-			dlog_append_done(t->mgr->dlog, t->id);
-			log_txn(LOG_DEBUG, t->id, "committed on %zu participants", t->nbranches);
-		}
-		txn_end(t);
-		return;
-	}
-	if (t->state == TXN_ABORTING && !any_active)
-		txn_reply(t);
-	if (t->state == TXN_COMMITTING && !txn_phase2_pending(t))
-		txn_reply(t);
-}
-
-void txn_maybe_finish(Txn *t)
-{
-	maybe_finish(t);
-}
-
-bool txn_phase2_pending(const Txn *t)
-{
-	if (t->state != TXN_COMMITTING)
-		return false;
-	for (size_t i = 0; i < t->nbranches; i++) {
-		if (!t->branches[i].read_only && t->branches[i].state != BR_COMMITTED)
-			return true;
-	}
-	return false;
+	dlog_append_commit(t->mgr->dlog, &rec, txn_on_commit_durable, t);
 }
 
 TxnOutcome txn_outcome(const Txn *t)
@@ -930,131 +604,7 @@ void txn_resume_commit(TxnMgr *m, const DlogRecord *rec)
 	for (size_t i = 0; i < n; i++)
 		branch_finish_op(&t->branches[i]);
 	if (n == 0)
-		maybe_finish(t);
-}
-
-/* Abandons a phase-1 branch at the deadline. */
-static void abandon_branch(Branch *b)
-{
-	if (b->state == BR_WAIT_CONN) {
-		pool_cancel(b->pool, &b->waiter);
-		b->state = BR_FAILED; /* nothing was sent */
-	} else if (b->state == BR_RUNNING && b->txn->one_phase) {
-		/* No COMMIT was sent: closing makes the server roll back. */
-		pool_discard(b->pool, b->conn);
-		b->conn = NULL;
-		branch_op_end(b);
-		b->state = BR_FAILED;
-	} else if (b->state == BR_RUNNING) {
-		/* Closing the connection makes the server abort the transaction,
-		 * unless its PREPARE already ran: then it is rolled back below. */
-		pool_discard(b->pool, b->conn);
-		b->conn = NULL;
-		branch_op_end(b);
-		b->state = BR_UNKNOWN;
-		b->unknown_until_us = now_mono_us() + UNKNOWN_GRACE_US;
-	}
-	b->op_active = false;
-}
-
-/* When tick_txn() must next look at t. */
-static int64_t txn_due(const Txn *t, int64_t now)
-{
-	int64_t due = INT64_MAX, p2 = t->mgr->cfg->phase2_timeout_ms * 1000;
-
-	if (t->state == TXN_PREPARING || (t->state == TXN_COMMITTING && !t->replied))
-		due_at(&due, t->deadline_us);
-	if (t->one_phase && t->state == TXN_DECIDING)
-		due_at(&due, now + TICK_US);
-	for (size_t i = 0; i < t->nbranches; i++) {
-		const Branch *b = &t->branches[i];
-		due_at(&due, b->retry_at_us);
-		if (b->op_active && b->conn != NULL && b->state != BR_RUNNING && b->state != BR_WAIT_CONN)
-			due_at(&due, b->op_started_us + p2);
-	}
-	return due;
-}
-
-static void tick_txn(Txn *t, int64_t now)
-{
-	if (t->state == TXN_PREPARING && now >= t->deadline_us) {
-		log_txn(LOG_WARNING, t->id, "deadline passed in phase 1: aborting");
-		txn_fail(t, ABORT_TIMEOUT, -1, -1, NULL,
-		         "the transaction's timeout passed before every branch prepared");
-		for (size_t i = 0; i < t->nbranches; i++) {
-			if (t->branches[i].op_active && !t->branches[i].read_only)
-				abandon_branch(&t->branches[i]);
-		}
-		phase1_branch_done(&t->branches[0]);
-		return;
-	}
-	if (t->one_phase) {
-		if (t->state == TXN_DECIDING)
-			onephase_tick(t, now);
-		return;
-	}
-	/* COMMIT/ROLLBACK PREPARED under way or waiting: phase 2, a rollback, or
-	 * a read-only branch finished early (in any state of its transaction). */
-	if (t->state == TXN_COMMITTING || t->state == TXN_ABORTING || t->nread_only > 0) {
-		for (size_t i = 0; i < t->nbranches; i++) {
-			Branch *b = &t->branches[i];
-			if (b->state != BR_COMMITTING && b->state != BR_ROLLING_BACK)
-				continue;
-			if (b->op_active && b->conn != NULL &&
-			    now - b->op_started_us > t->mgr->cfg->phase2_timeout_ms * 1000) {
-				/* No answer (a partition): the outcome is unknown. Drop the
-				 * connection and retry on a new one; "does not exist" then
-				 * means this attempt took effect. */
-				log_txn(LOG_WARNING, t->id,
-				        "participant=%s no answer to %s PREPARED in %lld ms; retrying", b->name,
-				        b->state == BR_COMMITTING ? "COMMIT" : "ROLLBACK",
-				        (long long)t->mgr->cfg->phase2_timeout_ms);
-				pool_discard(b->pool, b->conn);
-				b->conn = NULL;
-				branch_op_end(b);
-				b->op_active = false;
-				b->sent_unknown = true;
-				schedule_retry(b);
-			}
-			if (!b->op_active && b->retry_at_us != 0 && now >= b->retry_at_us)
-				branch_finish_op(b);
-		}
-		/* Decided and durable but phase 2 is stuck past the deadline (a
-		 * participant down): the client may hear "committed" now; phase 2
-		 * goes on. */
-		if (t->state == TXN_COMMITTING && !t->replied && now >= t->deadline_us)
-			txn_reply(t);
-	}
-}
-
-static void on_tick(evutil_socket_t fd, short what, void *arg)
-{
-	TxnMgr *m = arg;
-	int64_t now = now_mono_us();
-
-	for (size_t i = 0; i < m->cfg->nparticipants; i++)
-		pool_tick(m->pools[i], now);
-	phase2_tick(m->phase2, now);
-	if (now >= m->next_walk_us) {
-		m->next_walk_us = now + WALK_MAX_US;
-		for (Txn *t = m->head; t;) {
-			Txn *next = t->next; /* t may finish and be freed */
-			uint64_t id = t->id;
-			int64_t due;
-			tick_txn(t, now);
-			/* t may be gone: ids are never reused, so finding id still
-			 * in flight means t is. */
-			if ((t = idmap_get(&m->inflight, id)) != NULL && (due = txn_due(t, now)) < m->next_walk_us)
-				m->next_walk_us = due;
-			t = next;
-		}
-	}
-	if (now - m->idem_expired_us >= 1000000) {
-		int64_t wall = now_wall_ms();
-		m->idem_expired_us = now;
-		idem_expire(m->idem, wall);
-		dlog_expire_idempotency(m->dlog, wall);
-	}
+		txn_maybe_finish(t);
 }
 
 /* Startup: every key the log remembers, finished or not (a COMMIT whose
@@ -1099,7 +649,7 @@ IdemStore *txnmgr_idem(TxnMgr *m)
 void txnmgr_start(TxnMgr *m)
 {
 	struct timeval tv = {0, TICK_US};
-	m->tick = event_new(m->base, -1, EV_PERSIST, on_tick, m);
+	m->tick = event_new(m->base, -1, EV_PERSIST, txnmgr_tick, m);
 	if (m->tick == NULL || event_add(m->tick, &tv) != 0)
 		log_fatal("libevent: cannot start the housekeeping timer");
 }
@@ -1226,18 +776,4 @@ void txnmgr_get_stats(const TxnMgr *m, TxnMgrStats *out)
 Pool *txnmgr_pool(const TxnMgr *m, size_t i)
 {
 	return m->pools[i];
-}
-
-void txnmgr_abort_preparing(TxnMgr *m)
-{
-	int64_t now = now_mono_us();
-	for (Txn *t = m->head; t;) {
-		Txn *next = t->next;
-		if (t->state == TXN_PREPARING) {
-			txn_fail(t, ABORT_SHUTDOWN, -1, -1, NULL, "twopcd is shutting down");
-			t->deadline_us = now;
-			tick_txn(t, now);
-		}
-		t = next;
-	}
 }

@@ -1,10 +1,15 @@
 /*
  * txn_int: what txn.c (the state machine), txn_phase1.c (phase 1 of a
- * branch), txn_phase2.c (phase-2 batches) and txn_onephase.c (one-phase
- * commit) share. Private to those files; everyone else goes through txn.h.
+ * branch), txn_finish.c (COMMIT/ROLLBACK PREPARED of a branch, and how a
+ * transaction ends), txn_phase2.c (phase-2 batches), txn_onephase.c
+ * (one-phase commit) and txn_tick.c (the housekeeping tick) share, the
+ * manager's state included. Private to those files; everyone else goes
+ * through txn.h.
  */
 #ifndef TWOPC_TXN_INT_H
 #define TWOPC_TXN_INT_H
+
+#include <event2/util.h>
 
 #include "txn.h"
 
@@ -110,5 +115,52 @@ void phase2_tick(Phase2 *p, int64_t now_us);
 void onephase_commit(Branch *b, PgConn *conn);
 /* The housekeeping tick for a one-phase transaction in DECIDING. */
 void onephase_tick(Txn *t, int64_t now_us);
+
+/* The manager (txn.h's TxnMgr). */
+/* The housekeeping tick's period; the longest between two walks of the
+ * in-flight transactions (txn_tick.c). */
+#define TICK_US     (20 * 1000)
+#define WALK_MAX_US (1000 * 1000LL)
+
+struct TxnMgr {
+	struct event_base *base;
+	const Config *cfg;
+	Dlog *dlog;
+	Pool **pools; /* by participant index */
+	uint64_t next_id;
+	char gid_prefix[GID_OURS_MAX]; /* "twopc_<coordinator id>_" */
+	size_t gid_prefix_len;
+
+	Txn *head; /* in-flight list */
+	IdMap inflight;
+	size_t ninflight;
+
+	/* Outcomes of recently finished transactions, for GET by id: a ring
+	 * of ids bounds the memory. */
+	IdMap recent;
+	uint64_t *recent_ring;
+	size_t recent_pos;
+
+	struct event *tick;
+	int64_t next_walk_us; /* when the tick must next walk the in-flight transactions */
+	TxnMgrStats stats;
+
+	IdemStore *idem;
+	int64_t idem_expired_us; /* when keys were last expired */
+
+	RecentAbort recent_aborts[RECENT_ABORTS]; /* a ring */
+	size_t recent_aborts_next, recent_aborts_n;
+
+	Phase2 *phase2; /* phase 2's batches (txn_phase2.c) */
+};
+
+/* txn_finish.c */
+/* Starts rolling back every branch that may be prepared. */
+void txn_start_abort(Txn *t);
+/* The dlog callback: t's COMMIT record is durable. */
+void txn_on_commit_durable(void *arg);
+
+/* txn_tick.c: the housekeeping timer's callback (arg: the TxnMgr). */
+void txnmgr_tick(evutil_socket_t fd, short what, void *arg);
 
 #endif
