@@ -226,7 +226,7 @@ static const char *find_head_end(const char *p, size_t n)
 typedef struct HeadParse {
 	char *head, *end; /* the head: up to and including its CRLF CRLF */
 	HttpHdrRef hdr[HTTP_MAX_HEADERS];
-	uint16_t name_len[HTTP_MAX_HEADERS];
+	uint32_t name_len[HTTP_MAX_HEADERS];
 	size_t nhdr;
 	int64_t content_length; /* -1: none */
 } HeadParse;
@@ -340,7 +340,7 @@ static bool parse_header_line(HeadParse *hp, char **linep, ParseError *e)
 		return http_perr(e, 431, "headers-too-large", "more than 100 header fields", NULL);
 	hp->hdr[hp->nhdr].name = (uint32_t)(line - hp->head);
 	hp->hdr[hp->nhdr].value = (uint32_t)(v - hp->head);
-	hp->name_len[hp->nhdr] = (uint16_t)((char *)p - line);
+	hp->name_len[hp->nhdr] = (uint32_t)((char *)p - line);
 	hp->nhdr++;
 	*linep = cr + 2;
 	return true;
