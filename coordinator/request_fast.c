@@ -28,8 +28,9 @@
  * most one branch per participant, N statements, M parameter slots and
  * len bytes of text (a string never grows when unescaped, and an
  * integer's text with its NUL fits in its digits and the byte after them).
- * For a body of a few KB N and M come from its length alone (a statement
- * takes at least 11 bytes, a parameter 2), and the area is on the stack.
+ * For a body of up to about 1 KB N and M come from its length alone (a
+ * statement takes at least 11 bytes, a parameter 2; the area then takes
+ * about 8 bytes per byte of body), and the area is on the stack.
  * For a larger one they are counted: one statement per '{' but the body's
  * and "branches"', one parameter per ',' or statement (each parameter
  * follows a ',' or opens its statement's list); the area is on the heap.
@@ -610,10 +611,19 @@ typedef struct Scratch {
 	size_t nbranches, nstmts, nparams;
 } Scratch;
 
+/* The branches' region, rounded up so that the statements after it are
+ * aligned (ReqStatement holds an int64_t: 8 bytes where ReqBranch is 12). */
+static size_t branches_size(size_t n)
+{
+	size_t a = _Alignof(ReqStatement);
+
+	return (n * sizeof(ReqBranch) + a - 1) / a * a;
+}
+
 static size_t scratch_size(const Scratch *sc, size_t len)
 {
-	return sc->nbranches * sizeof(ReqBranch) + sc->nstmts * sizeof(ReqStatement) + sc->nparams * sizeof(char *) +
-	       len + 1;
+	return branches_size(sc->nbranches) + sc->nstmts * sizeof(ReqStatement) + sc->nparams * sizeof(char *) + len +
+	       1;
 }
 
 /* P moved from the region [lo, lo + n) to `to`, or P itself when it points
@@ -628,10 +638,10 @@ static const char *moved(const char *p, const char *lo, size_t n, char *to)
  * long as the transaction is in flight), and points everything at it. */
 static void keep_request(TxnRequest *req, const Fast *f, const Scratch *sc)
 {
-	const char *stmts0 = sc->base + sc->nbranches * sizeof(ReqBranch);
+	const char *stmts0 = sc->base + branches_size(sc->nbranches);
 	const char *params0 = stmts0 + sc->nstmts * sizeof(ReqStatement);
 	const char *text0 = params0 + sc->nparams * sizeof(char *);
-	size_t nb = req->nbranches * sizeof(ReqBranch), ns = (size_t)((const char *)f->stmt - stmts0),
+	size_t nb = branches_size(req->nbranches), ns = (size_t)((const char *)f->stmt - stmts0),
 	       np = (size_t)((const char *)f->param - params0), nt = (size_t)(f->text - text0);
 	char *a = xmalloc(nb + ns + np + nt), *stmts = a + nb, *params = stmts + ns, *text = params + np;
 
@@ -692,7 +702,7 @@ bool request_parse_fast(const char *body, size_t len, const Config *cfg, TxnRequ
 
 	req->branches = (ReqBranch *)(void *)a;
 	f.branch_cap = sc.nbranches;
-	a += sc.nbranches * sizeof(ReqBranch);
+	a += branches_size(sc.nbranches);
 	f.stmt = (ReqStatement *)(void *)a;
 	f.stmt_end = f.stmt + sc.nstmts;
 	a += sc.nstmts * sizeof(ReqStatement);

@@ -258,7 +258,7 @@ void txn_maybe_finish(Txn *t)
 	if (all_resolved && t->state == TXN_DECIDING) {
 		/* Every branch was read-only and finished in phase 1, but the
 		 * COMMIT record (a keyed request's) is not durable yet:
-		 * on_commit_durable() finishes the transaction. */
+		 * txn_on_commit_durable() finishes the transaction. */
 		return;
 	}
 	if (all_resolved) {
