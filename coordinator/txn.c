@@ -212,6 +212,14 @@ void branch_op_end(Branch *b)
 	b->op = NULL;
 }
 
+void branch_drop_conn(Branch *b)
+{
+	pool_discard(b->pool, b->conn);
+	b->conn = NULL;
+	b->op_active = false;
+	branch_op_end(b);
+}
+
 /* "<verb><GID><close>" (gid_write(): no strlen of the constant pieces;
  * twice per branch, PREPARE and COMMIT PREPARED). */
 static const char *gid_text(const Branch *b, const char *verb, size_t vlen, bool quote, char *buf)

@@ -51,6 +51,10 @@ typedef struct BranchOp {
 BranchOp *branch_op_new(Branch *b, size_t nqueries, PgJobDoneFn done);
 /* Frees b's op and its job's results (nothing if it has none). */
 void branch_op_end(Branch *b);
+/* Gives up on b's job: its connection is closed (the server rolls back
+ * whatever was not prepared or committed; no answer will come) and its op
+ * freed. */
+void branch_drop_conn(Branch *b);
 typedef enum BranchOpKind { OP_PREPARE, OP_COMMIT_PREPARED, OP_ROLLBACK_PREPARED } BranchOpKind;
 /* Writes "PREPARE TRANSACTION '<b's GID>'" (or COMMIT / ROLLBACK PREPARED)
  * into buf (OP_SQL_MAX bytes). The GID is built, not stored: see gid.h. */

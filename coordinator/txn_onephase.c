@@ -335,10 +335,7 @@ void onephase_tick(Txn *t, int64_t now)
 	if (b->state == BR_COMMITTING && b->op_active && b->conn != NULL &&
 	    now - b->op_started_us > txnmgr_cfg(t->mgr)->phase2_timeout_ms * 1000) {
 		/* No answer (a partition, a stalled server): find out instead. */
-		pool_discard(b->pool, b->conn);
-		b->conn = NULL;
-		b->op_active = false;
-		branch_op_end(b);
+		branch_drop_conn(b);
 		snprintf(why, sizeof(why), "no answer to COMMIT in %lld ms",
 		         (long long)txnmgr_cfg(t->mgr)->phase2_timeout_ms);
 		commit_lost(b, why); /* may end t */
@@ -350,10 +347,7 @@ void onephase_tick(Txn *t, int64_t now)
 		/* The look itself got no answer (a partition): again, elsewhere. */
 		log_txn(LOG_WARNING, t->id, "participant=%s no answer to txid_status in %lld ms; will retry", b->name,
 		        (long long)txnmgr_cfg(t->mgr)->phase2_timeout_ms);
-		pool_discard(b->pool, b->conn);
-		b->conn = NULL;
-		b->op_active = false;
-		branch_op_end(b);
+		branch_drop_conn(b);
 		check_later(b);
 	}
 	if (!b->op_active && b->retry_at_us != 0 && now >= b->retry_at_us)

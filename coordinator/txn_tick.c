@@ -26,20 +26,18 @@ static void abandon_branch(Branch *b)
 	if (b->state == BR_WAIT_CONN) {
 		pool_cancel(b->pool, &b->waiter);
 		b->state = BR_FAILED; /* nothing was sent */
-	} else if (b->state == BR_RUNNING && b->txn->one_phase) {
-		/* No COMMIT was sent: closing makes the server roll back. */
-		pool_discard(b->pool, b->conn);
-		b->conn = NULL;
-		branch_op_end(b);
-		b->state = BR_FAILED;
 	} else if (b->state == BR_RUNNING) {
-		/* Closing the connection makes the server abort the transaction,
-		 * unless its PREPARE already ran: then it is rolled back below. */
-		pool_discard(b->pool, b->conn);
-		b->conn = NULL;
-		branch_op_end(b);
-		b->state = BR_UNKNOWN;
-		b->unknown_until_us = now_mono_us() + UNKNOWN_GRACE_US;
+		branch_drop_conn(b);
+		if (b->txn->one_phase) {
+			/* No COMMIT was sent: closing makes the server roll back. */
+			b->state = BR_FAILED;
+		} else {
+			/* Closing the connection makes the server abort the
+			 * transaction, unless its PREPARE already ran: then it is
+			 * rolled back below. */
+			b->state = BR_UNKNOWN;
+			b->unknown_until_us = now_mono_us() + UNKNOWN_GRACE_US;
+		}
 	}
 	b->op_active = false;
 }
@@ -96,10 +94,7 @@ static void tick_txn(Txn *t, int64_t now)
 				        "participant=%s no answer to %s PREPARED in %lld ms; retrying", b->name,
 				        b->state == BR_COMMITTING ? "COMMIT" : "ROLLBACK",
 				        (long long)t->mgr->cfg->phase2_timeout_ms);
-				pool_discard(b->pool, b->conn);
-				b->conn = NULL;
-				branch_op_end(b);
-				b->op_active = false;
+				branch_drop_conn(b);
 				b->sent_unknown = true;
 				schedule_retry(b);
 			}
