@@ -162,6 +162,14 @@ static void raw_expect_healthz(Raw *r, const char *req)
 	tl_http_response_free(&resp);
 }
 
+/* Reads the answer to a POST /v1/transactions sent on r and expects its
+ * 200; resp is the caller's to look at and free. */
+static void raw_expect_transfer(Raw *r, TlHttpResponse *resp)
+{
+	ck_assert(raw_response(r, "POST", "/v1/transactions", resp, 30000));
+	ck_assert_msg(resp->status == 200, "%d %s", resp->status, resp->body);
+}
+
 /* Whether the server closes the connection within TIMEOUT_MS (bytes that
  * arrive meanwhile are discarded). */
 static bool raw_closed_by_server(Raw *r, int timeout_ms)
@@ -379,8 +387,7 @@ START_TEST(test_keepalive_pipelining)
 	ck_assert(raw_response(r, "GET", "/nope", &resp, 10000));
 	expect_problem(&resp, 404, "not-found");
 	tl_http_response_free(&resp);
-	ck_assert(raw_response(r, "POST", "/v1/transactions", &resp, 30000));
-	ck_assert_msg(resp.status == 200, "%d %s", resp.status, resp.body);
+	raw_expect_transfer(r, &resp);
 	tl_http_response_free(&resp);
 	ck_assert_int_eq(balance("bank_a"), a0 - 1);
 	/* Connection: close is honoured. */
@@ -560,8 +567,7 @@ START_TEST(test_size_limits)
 	raw_sends(r, req);
 	raw_sends(r, body + 10);
 	raw_sends(r, "\r\n0\r\nX-Trailer: yes\r\n\r\n");
-	ck_assert(raw_response(r, "POST", "/v1/transactions", &resp, 30000));
-	ck_assert_msg(resp.status == 200, "%d %s", resp.status, resp.body);
+	raw_expect_transfer(r, &resp);
 	tl_http_response_free(&resp);
 	raw_close(r);
 	ck_assert_int_eq(balance("bank_a"), a0 - 2);
@@ -578,8 +584,7 @@ START_TEST(test_size_limits)
 	memmove(r->buf, r->buf + 25, r->len - 25);
 	r->len -= 25;
 	raw_sends(r, body);
-	ck_assert(raw_response(r, "POST", "/v1/transactions", &resp, 30000));
-	ck_assert_msg(resp.status == 200, "%d %s", resp.status, resp.body);
+	raw_expect_transfer(r, &resp);
 	ck_assert_msg(tl_http_header(&resp, "Content-Type", v, sizeof v) != NULL, "no content type");
 	tl_http_response_free(&resp);
 	raw_close(r);
@@ -1084,8 +1089,7 @@ START_TEST(test_half_close)
 	slow_transfer_request(req, sizeof req, "0.5", 1, NULL);
 	raw_sends(r, req);
 	ck_assert(shutdown(r->fd, SHUT_WR) == 0);
-	ck_assert(raw_response(r, "POST", "/v1/transactions", &resp, 30000));
-	ck_assert_msg(resp.status == 200, "%d %s", resp.status, resp.body);
+	raw_expect_transfer(r, &resp);
 	ck_assert_str_eq(tl_http_header(&resp, "Connection", hv, sizeof hv), "close");
 	tl_http_response_free(&resp);
 	ck_assert(raw_closed_by_server(r, 5000));
@@ -1219,15 +1223,13 @@ START_TEST(test_released_request)
 	r = raw_open();
 	slow_transfer_request(req, sizeof req, "0.2", 1, NULL);
 	raw_sends(r, req);
-	ck_assert(raw_response(r, "POST", "/v1/transactions", &resp, 30000));
-	ck_assert_msg(resp.status == 200, "%d %s", resp.status, resp.body);
+	raw_expect_transfer(r, &resp);
 	ck_assert_msg(tl_http_header(&resp, "Connection", hv, sizeof hv) == NULL, "Connection: %s", hv);
 	tl_http_response_free(&resp);
 	/* With Connection: close: said and done. */
 	slow_transfer_request(req, sizeof req, "0.2", 1, "Connection: close\r\n");
 	raw_sends(r, req);
-	ck_assert(raw_response(r, "POST", "/v1/transactions", &resp, 30000));
-	ck_assert_msg(resp.status == 200, "%d %s", resp.status, resp.body);
+	raw_expect_transfer(r, &resp);
 	ck_assert_str_eq(tl_http_header(&resp, "Connection", hv, sizeof hv), "close");
 	tl_http_response_free(&resp);
 	ck_assert(raw_closed_by_server(r, 5000));
@@ -1238,8 +1240,7 @@ START_TEST(test_released_request)
 	for (int i = 0; i < 2; i++) {
 		slow_transfer_request(req, sizeof req, "0.2", 0, "Connection: keep-alive\r\n");
 		raw_sends(r, req);
-		ck_assert(raw_response(r, "POST", "/v1/transactions", &resp, 30000));
-		ck_assert_msg(resp.status == 200, "%d %s", resp.status, resp.body);
+		raw_expect_transfer(r, &resp);
 		ck_assert_str_eq(tl_http_header(&resp, "Connection", hv, sizeof hv), "keep-alive");
 		tl_http_response_free(&resp);
 	}
@@ -1248,8 +1249,7 @@ START_TEST(test_released_request)
 	r = raw_open();
 	slow_transfer_request(req, sizeof req, "0.2", 0, NULL);
 	raw_sends(r, req);
-	ck_assert(raw_response(r, "POST", "/v1/transactions", &resp, 30000));
-	ck_assert_msg(resp.status == 200, "%d %s", resp.status, resp.body);
+	raw_expect_transfer(r, &resp);
 	ck_assert_str_eq(tl_http_header(&resp, "Connection", hv, sizeof hv), "close");
 	tl_http_response_free(&resp);
 	ck_assert(raw_closed_by_server(r, 5000));
@@ -1261,8 +1261,7 @@ START_TEST(test_released_request)
 	for (int i = 0; i < 2; i++) {
 		slow_transfer_request(req, sizeof req, "0.2", 1, "Idempotency-Key: released-1\r\n");
 		raw_sends(r, req);
-		ck_assert(raw_response(r, "POST", "/v1/transactions", &resp, 30000));
-		ck_assert_msg(resp.status == 200, "%d %s", resp.status, resp.body);
+		raw_expect_transfer(r, &resp);
 		if (i == 1)
 			ck_assert_str_eq(tl_http_header(&resp, "Idempotent-Replayed", hv, sizeof hv), "true");
 		tl_http_response_free(&resp);
